@@ -1,0 +1,125 @@
+"""LLaVA-1.5 (`LlavaForConditionalGeneration`): CLIP tower + 2-layer projector + LLaMA/Vicuna."""
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from mmlens.adapters.base import Adapter
+from PIL import Image
+from torch import Tensor, nn
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+from mmlens.errors import CheckpointNotFoundError
+
+
+def _original(module: nn.Module) -> nn.Module:
+    """The HF module a TransformerLens bridge component wraps (or the module itself)."""
+    return getattr(module, "original_component", None) or module
+
+
+def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """LLaVA-1.5's `expand2square`: centre the image on a square canvas of `background`."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+class LlavaAdapter(Adapter):
+    """Adapter for `LlavaForConditionalGeneration` checkpoints in the `llava-hf` format."""
+
+    architectures: ClassVar[tuple[str, ...]] = ("LlavaForConditionalGeneration",)
+    bridge_architecture: ClassVar[str] = "LlavaForConditionalGeneration"
+    hook_aliases: ClassVar[dict[str, str]] = {
+        "hook_pixel_values": "vision_encoder.hook_in",
+        # The projector's input is the CLIP layer LLaVA really reads (vision_feature_layer,
+        # CLS dropped under the "default" strategy), unlike the bridge's vision_encoder.hook_out.
+        "hook_vision_out": "vision_projector.hook_in",
+        "hook_image_embeds": "vision_projector.hook_out",
+    }
+    #: "pad" is LLaVA-1.5's own preprocessing (pad to square with the mean colour, then resize),
+    #: used in training and by the paper; "processor" is the HF processor alone (centre crop).
+    image_modes: ClassVar[tuple[str, ...]] = ("pad", "processor")
+
+    @classmethod
+    def from_directory(cls, path: Path, *, device: str, dtype: torch.dtype) -> "LlavaAdapter":
+        if not any(path.glob("*.safetensors")):
+            raise CheckpointNotFoundError(
+                f"{path} has no *.safetensors weights; mmlens loads safetensors only "
+                "(convert the checkpoint with `save_pretrained(..., safe_serialization=True)`)."
+            )
+        model = LlavaForConditionalGeneration.from_pretrained(
+            path,
+            dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
+            attn_implementation="eager",
+        )
+        try:
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        except Exception as error:  # transformers raises many types here
+            raise CheckpointNotFoundError(
+                f"Could not load the processor (tokenizer + image processor) from {path}: {error}"
+            ) from error
+        return cls(model.to(device).eval(), processor)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def image_token(self) -> str:
+        return str(getattr(self.processor, "image_token", "<image>"))
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.hf_model.config.image_token_id)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        configured = self.hf_model.generation_config.eos_token_id
+        if configured is not None:
+            ids.update([configured] if isinstance(configured, int) else configured)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return frozenset(ids)
+
+    def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
+        if with_image and self.image_token not in prompt:
+            prompt = f"{self.image_token}\n{prompt}"
+        return f"USER: {prompt} ASSISTANT:"
+
+    def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
+        if mode == "pad":
+            mean = self.processor.image_processor.image_mean
+            return pad_to_square(image, tuple(int(channel * 255) for channel in mean))
+        return image
+
+    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
+        if image is None:
+            encoded = self.tokenizer(text, return_tensors="pt")
+        else:
+            encoded = self.processor(images=image, text=text, return_tensors="pt")
+        return {key: value for key, value in encoded.items()}
+
+    def _language_model(self) -> nn.Module:
+        return self.hf_model.model.language_model
+
+    def decoder_layers(self) -> nn.ModuleList:
+        return self._language_model().layers
+
+    def set_decoder_layers(self, layers: nn.ModuleList) -> None:
+        self._language_model().layers = layers
+
+    def text_config(self) -> Any:
+        return self._language_model().config
+
+    def final_norm(self) -> nn.Module:
+        return _original(self._language_model().norm)
+
+    def unembed(self) -> nn.Module:
+        return _original(self.hf_model.lm_head)

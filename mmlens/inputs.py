@@ -1,0 +1,117 @@
+"""Images and prompts -> model inputs, with the image positions carried as data."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from mmlens.errors import ImageError
+
+ImageLike = str | Path | Image.Image | np.ndarray
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+        raise ImageError(
+            f"A numpy image must be [height, width] or [height, width, 1|3|4]; got {array.shape}."
+        )
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if np.issubdtype(array.dtype, np.floating):
+        if array.min() < 0 or array.max() > 1:
+            raise ImageError("A float numpy image must hold values in [0, 1]; scale it first.")
+        array = np.round(array * 255)
+    return Image.fromarray(array.astype(np.uint8))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of an image; transparency is composited on white, as `transformers` does."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "P") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    """Open a path, PIL image or numpy array as an RGB PIL image, or raise `ImageError`."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise ImageError(f"Image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return to_rgb(opened)
+        except (UnidentifiedImageError, OSError) as error:
+            raise ImageError(f"{path} is not a readable image ({error})") from error
+    if isinstance(image, np.ndarray):
+        return to_rgb(_from_array(image))
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    raise ImageError(
+        f"Unsupported image type {type(image).__name__}; pass a path, a PIL image or a numpy array."
+    )
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Everything one forward pass needs, plus where the image tokens sit in the sequence."""
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    pixel_values: Float[Tensor, "batch channel height width"] | None
+    image_mask: Bool[Tensor, "batch pos"]
+    text: str
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.input_ids.shape[-1])
+
+    @property
+    def image_positions(self) -> Int[Tensor, " n_img"]:
+        """Sequence positions of the image tokens (of the first batch row)."""
+        return torch.nonzero(self.image_mask[0]).flatten()
+
+    @property
+    def text_positions(self) -> Int[Tensor, " n_text"]:
+        """Sequence positions of every token that is not an image token."""
+        return torch.nonzero(~self.image_mask[0]).flatten()
+
+    @property
+    def image_span(self) -> tuple[int, int] | None:
+        """Half-open range [start, end) of the image tokens, or None for text-only input."""
+        positions = self.image_positions
+        if positions.numel() == 0:
+            return None
+        return int(positions[0]), int(positions[-1]) + 1
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the Hugging Face / bridge forward."""
+        kwargs: dict[str, Any] = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+        }
+        if self.pixel_values is not None:
+            kwargs["pixel_values"] = self.pixel_values
+        return kwargs
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "ModelInputs":
+        """Copy onto a device; pixel values also take the model's floating dtype."""
+        pixels = self.pixel_values
+        if pixels is not None:
+            pixels = pixels.to(device=device, dtype=dtype or pixels.dtype)
+        return ModelInputs(
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            pixel_values=pixels,
+            image_mask=self.image_mask.to(device),
+            text=self.text,
+        )

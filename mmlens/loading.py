@@ -1,0 +1,41 @@
+"""`mmlens.load`: find a checkpoint locally (never downloading), pick its adapter, wrap it."""
+
+from pathlib import Path
+
+import torch
+
+from mmlens.errors import CheckpointNotFoundError
+from mmlens.model import HookedLVLM
+from mmlens.offline import disable_runtime_installs
+from mmlens.registry import adapter_for
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local directory, or the cached snapshot of a hub id; raise if neither is here."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointNotFoundError(f"{path} is a file; pass the checkpoint's directory.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError) as error:
+        raise CheckpointNotFoundError(
+            f"Checkpoint {str(name_or_path)!r} is neither a local directory nor in the "
+            "Hugging Face cache; mmlens never downloads. Fetch it yourself "
+            f"(e.g. `hf download {name_or_path}`) or pass the path of a local copy."
+        ) from error
+
+
+def load(
+    name_or_path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> HookedLVLM:
+    """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`."""
+    disable_runtime_installs()
+    checkpoint = resolve_checkpoint(name_or_path)
+    adapter_class = adapter_for(checkpoint)
+    adapter = adapter_class.from_directory(checkpoint, device=device, dtype=dtype)
+    return HookedLVLM(adapter, name=str(name_or_path))

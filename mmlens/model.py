@@ -1,0 +1,350 @@
+"""`HookedLVLM`: a family-agnostic hooked vision-language model on TransformerLens's bridge."""
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+from mmlens.adapters.base import Adapter
+from mmlens.cache import LVLMActivationCache
+from mmlens.errors import ConfigError, LayerIndexError, PromptError, TokenError
+from mmlens.generation import greedy_decode
+from mmlens.inputs import ImageLike, ModelInputs, load_image
+from mmlens.lens import LENSES, Lens
+from mmlens.recording import LayerRecorder, resid_hook_names
+from mmlens.skipping import skipped_blocks
+from mmlens.trace import Trace
+
+Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Output of `HookedLVLM.generate`: the new token ids and their text."""
+
+    token_ids: list[int]
+    text: str
+    skip_layers: tuple[int, ...] = ()
+
+
+def _forward_cache_kwarg(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Hand transformers >= 5.24's `cache` kwarg to the bridge under its older name.
+
+    TransformerLens 4.3's attention bridge reads only `past_key_values`; without this, decoding
+    with the KV cache silently attends to the new token alone.
+    """
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+def build_bridge(adapter: Adapter) -> TransformerBridge:
+    """Wrap the adapter's HF model in a TransformerBridge with mmlens's multimodal hook aliases."""
+    bridge = build_bridge_from_module(
+        adapter.hf_model,
+        adapter.bridge_architecture,
+        hf_config=adapter.hf_model.config,
+        tokenizer=adapter.tokenizer,
+    )
+    bridge.hook_aliases = {**bridge.hook_aliases, **adapter.hook_aliases}
+    bridge._register_aliases()
+    bridge._scan_existing_hooks(bridge, "")
+    for block in bridge.blocks:
+        block.attn.register_forward_pre_hook(_forward_cache_kwarg, with_kwargs=True)
+    return bridge
+
+
+class HookedLVLM:
+    """A vision-language model with TransformerLens hook names, caches and layer-wise tracing.
+
+    Hook names are TransformerLens's (`blocks.{b}.hook_resid_post`, ...) plus `hook_pixel_values`,
+    `hook_vision_out` and `hook_image_embeds`. Layer numbers elsewhere follow HF `hidden_states`.
+    """
+
+    def __init__(self, adapter: Adapter, name: str = "") -> None:
+        self.adapter = adapter
+        self.name = name
+        self.bridge = build_bridge(adapter)
+
+    # -- shape facts ---------------------------------------------------------------------------
+    @property
+    def n_blocks(self) -> int:
+        """Number of decoder blocks; recorded layers are numbered 0..n_blocks."""
+        return len(self.adapter.decoder_layers())
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.adapter.unembed().weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.adapter.hf_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.adapter.hf_model.parameters()).dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.adapter.tokenizer
+
+    @property
+    def hook_dict(self) -> dict[str, Any]:
+        """Every hook point by name, as in TransformerLens."""
+        return self.bridge.hook_dict
+
+    def check_layer(self, layer: int) -> int:
+        """Validate a layer number in HF `hidden_states` numbering (0..n_blocks)."""
+        if not isinstance(layer, (int, np.integer)) or not 0 <= layer <= self.n_blocks:
+            raise LayerIndexError(
+                f"Layer {layer!r} is out of range: layers are 0..{self.n_blocks} "
+                "(0 = embeddings, l = output of block l-1)."
+            )
+        return int(layer)
+
+    # -- inputs --------------------------------------------------------------------------------
+    def prepare(
+        self,
+        image: ImageLike | None,
+        prompt: str,
+        *,
+        image_mode: str | None = None,
+        chat_template: bool = True,
+    ) -> ModelInputs:
+        """Build model inputs: chat template, pixel values and the image-token mask.
+
+        Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
+        `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
+        mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
+        """
+        adapter = self.adapter
+        mode = image_mode or adapter.image_modes[0]
+        if mode not in adapter.image_modes:
+            raise ConfigError(f"image_mode={mode!r}; choose one of {adapter.image_modes}.")
+        marks = prompt.count(adapter.image_token)
+        if image is None and marks:
+            raise PromptError(
+                f"The prompt contains {adapter.image_token!r} but no image was given; "
+                "pass an image or remove the token."
+            )
+        if marks > 1:
+            raise PromptError(
+                f"The prompt contains the image token {adapter.image_token!r} {marks} times; "
+                "mmlens feeds one image, so leave at most one (or none: the template adds it)."
+            )
+        text = (
+            adapter.chat_prompt(prompt, with_image=image is not None) if chat_template else prompt
+        )
+        if image is not None and adapter.image_token not in text:
+            raise PromptError(f"The prompt has no {adapter.image_token!r} token for the image.")
+        pil = None if image is None else adapter.prepare_image(load_image(image), mode)
+        encoded = adapter.encode(text, pil)
+        input_ids = encoded["input_ids"]
+        inputs = ModelInputs(
+            input_ids=input_ids,
+            attention_mask=encoded.get("attention_mask", torch.ones_like(input_ids)),
+            pixel_values=encoded.get("pixel_values"),
+            image_mask=input_ids == adapter.image_token_id,
+            text=text,
+        )
+        return inputs.to(self.device, self.dtype)
+
+    def _inputs(
+        self, image: ImageLike | None, prompt: str | None, inputs: ModelInputs | None
+    ) -> ModelInputs:
+        if inputs is not None:
+            return inputs
+        if prompt is None:
+            raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
+        return self.prepare(image, prompt)
+
+    def to_single_token(self, word: str) -> int:
+        """Token id of `word`, which must be exactly one token (no BOS)."""
+        ids = self.tokenizer.encode(word, add_special_tokens=False)
+        if len(ids) != 1:
+            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            raise TokenError(
+                f"Rival {word!r} is not a single token: it splits into {pieces}. "
+                "Pass a word that is one token (try a leading space) or a token id."
+            )
+        return int(ids[0])
+
+    # -- TransformerLens-style running ---------------------------------------------------------
+    def __call__(
+        self,
+        image: ImageLike | None = None,
+        prompt: str | None = None,
+        *,
+        inputs: ModelInputs | None = None,
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits of one forward pass."""
+        prepared = self._inputs(image, prompt, inputs)
+        return self.bridge(prepared.input_ids, **_extra_kwargs(prepared))
+
+    def run_with_cache(
+        self,
+        image: ImageLike | None = None,
+        prompt: str | None = None,
+        *,
+        inputs: ModelInputs | None = None,
+        **kwargs: Any,
+    ) -> tuple[Float[Tensor, "batch pos d_vocab"], LVLMActivationCache]:
+        """Forward pass caching activations (TransformerLens's `run_with_cache` keywords apply)."""
+        prepared = self._inputs(image, prompt, inputs)
+        logits, cache = self.bridge.run_with_cache(
+            prepared.input_ids, **_extra_kwargs(prepared), **kwargs
+        )
+        return logits, LVLMActivationCache(dict(cache.cache_dict), self.bridge, prepared)
+
+    def run_with_hooks(
+        self,
+        image: ImageLike | None = None,
+        prompt: str | None = None,
+        *,
+        inputs: ModelInputs | None = None,
+        fwd_hooks: Sequence[Hook] = (),
+        **kwargs: Any,
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """Forward pass with temporary hooks, as TransformerLens's `run_with_hooks`."""
+        prepared = self._inputs(image, prompt, inputs)
+        return self.bridge.run_with_hooks(
+            prepared.input_ids, fwd_hooks=list(fwd_hooks), **_extra_kwargs(prepared), **kwargs
+        )
+
+    def hooks(self, fwd_hooks: Sequence[Hook] = ()) -> AbstractContextManager[Any]:
+        """Context manager that keeps hooks on for every forward inside it."""
+        return self.bridge.hooks(fwd_hooks=list(fwd_hooks))
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(
+        self,
+        image: ImageLike | None = None,
+        prompt: str | None = None,
+        *,
+        max_new_tokens: int = 64,
+        skip_layers: Iterable[int] | None = None,
+        inputs: ModelInputs | None = None,
+    ) -> Generation:
+        """Greedy generation with the KV cache; `skip_layers` (block indices) are not computed."""
+        _check_max_new_tokens(max_new_tokens)
+        prepared = self._inputs(image, prompt, inputs)
+        with skipped_blocks(self.adapter, skip_layers):
+            ids = greedy_decode(
+                self.adapter.hf_model, prepared, max_new_tokens, self.adapter.eos_token_ids
+            )
+        return Generation(
+            ids,
+            self.tokenizer.decode(ids, skip_special_tokens=True),
+            tuple(sorted(set(skip_layers or ()))),
+        )
+
+    def trace(
+        self,
+        image: ImageLike | None,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        rivals: Sequence[str | int] | None = None,
+        top_k: int = 5,
+        skip_layers: Iterable[int] | None = None,
+        lens: str = "normed",
+        keep_features: bool = False,
+        image_mode: str | None = None,
+        progress: bool = False,
+    ) -> Trace:
+        """Generate greedily and record, at each step's predicting position, every layer's lens.
+
+        Per step and layer: log-prob of the generated token, top-k ids and probs, entropy, JSD
+        to the next recorded layer (nats) and log-probs of `rivals` (single-token words or ids);
+        with `keep_features`, the residual vectors too. Nothing of size layers x vocab is kept.
+        """
+        _check_max_new_tokens(max_new_tokens)
+        if lens not in LENSES:
+            raise ConfigError(f"lens={lens!r}; choose one of {LENSES}.")
+        if not 1 <= top_k <= self.d_vocab:
+            raise ConfigError(
+                f"top_k={top_k} must be between 1 and the vocabulary size {self.d_vocab}."
+            )
+        rival_ids = [r if isinstance(r, int) else self.to_single_token(r) for r in rivals or ()]
+        for rival in rival_ids:
+            if not 0 <= rival < self.d_vocab:
+                raise TokenError(
+                    f"Rival token id {rival} is outside the vocabulary 0..{self.d_vocab - 1}."
+                )
+        inputs = self.prepare(image, prompt, image_mode=image_mode)
+        with skipped_blocks(self.adapter, skip_layers) as kept:
+            recorder = LayerRecorder(
+                hook_names=resid_hook_names(kept),
+                final_norm=self.adapter.final_norm(),
+                unembed=self.adapter.unembed(),
+                lens=cast(Lens, lens),
+                top_k=top_k,
+                rival_ids=rival_ids,
+                keep_features=keep_features,
+            )
+            bar = tqdm(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
+            with bar, self.hooks(recorder.hooks()):
+                ids = greedy_decode(
+                    self.adapter.hf_model,
+                    inputs,
+                    max_new_tokens,
+                    self.adapter.eos_token_ids,
+                    on_step=recorder.record,
+                    progress=bar,
+                )
+        arrays = recorder.arrays()
+        topk_ids = arrays["topk_ids"]
+        return Trace(
+            prompt=prompt,
+            prompt_text=inputs.text,
+            prompt_ids=inputs.input_ids[0].tolist(),
+            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+            tokens=self.tokenizer.convert_ids_to_tokens(ids),
+            token_ids=np.asarray(ids, dtype=np.int64),
+            layers=np.asarray([0] + [block + 1 for block in kept], dtype=np.int64),
+            logprob=arrays["logprob"],
+            entropy=arrays["entropy"],
+            jsd=arrays["jsd"],
+            topk_ids=topk_ids,
+            topk_probs=arrays["topk_probs"],
+            topk_tokens=np.asarray(
+                self.tokenizer.convert_ids_to_tokens(topk_ids.ravel().tolist()), dtype=str
+            ).reshape(topk_ids.shape),
+            rival_words=[str(r) for r in rivals or ()],
+            rival_ids=rival_ids,
+            rival_logprobs=arrays["rival_logprobs"],
+            image_span=inputs.image_span,
+            features=arrays.get("features"),
+            settings={
+                "model": self.name,
+                "lens": lens,
+                "top_k": top_k,
+                "skip_layers": sorted(set(skip_layers or ())),
+                "max_new_tokens": max_new_tokens,
+                "image_mode": image_mode or self.adapter.image_modes[0],
+                "has_image": image is not None,
+            },
+        )
+
+
+def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:
+    kwargs = inputs.model_kwargs()
+    kwargs.pop("input_ids")
+    return kwargs
+
+
+def _check_max_new_tokens(max_new_tokens: int) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens={max_new_tokens!r}; it must be an integer >= 1.")

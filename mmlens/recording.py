@@ -1,0 +1,74 @@
+"""What `HookedLVLM.trace` records per step: every layer's lens statistics, last position only."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from mmlens.lens import Lens, adjacent_jsd, entropy, lens_logits, log_probs
+
+
+def resid_hook_names(kept_blocks: list[int]) -> list[str]:
+    """Hook names whose outputs are the recorded layers, in order.
+
+    Layer 0 (the embedding output, image features merged in) is the input of the first block
+    that runs, which is block 0 unless block 0 is skipped.
+    """
+    first = kept_blocks[0]
+    return [f"blocks.{first}.hook_resid_pre"] + [f"blocks.{b}.hook_resid_post" for b in kept_blocks]
+
+
+@dataclass
+class LayerRecorder:
+    """Captures the last position of each residual hook and turns a step into lens statistics."""
+
+    hook_names: list[str]
+    final_norm: nn.Module
+    unembed: nn.Module
+    lens: Lens
+    top_k: int
+    rival_ids: list[int]
+    keep_features: bool
+    captured: dict[str, Tensor] = field(default_factory=dict)
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def hooks(self) -> list[tuple[str, Callable[[Tensor, object], None]]]:
+        """Forward hooks for `bridge.hooks(fwd_hooks=...)`."""
+        return [(name, self._capture_as(name)) for name in self.hook_names]
+
+    def _capture_as(self, name: str) -> Callable[[Tensor, object], None]:
+        # Alias hooks report their canonical name, so capture under the name we asked for.
+        def capture(activation: Tensor, hook: object) -> None:
+            self.captured[name] = activation[0, -1].detach()
+
+        return capture
+
+    def residual_stack(self) -> Float[Tensor, "layer d_model"]:
+        """The captured residual of every recorded layer at the predicting position."""
+        return torch.stack([self.captured[name] for name in self.hook_names])
+
+    def record(self, step: int, logits: Tensor, token: int) -> None:
+        """Compute and store one generation step's statistics (the `greedy_decode` callback)."""
+        resid = self.residual_stack()
+        layer_logprobs = log_probs(lens_logits(resid, self.final_norm, self.unembed, self.lens))
+        top = layer_logprobs.topk(self.top_k, dim=-1)
+        values = {
+            "logprob": layer_logprobs[:, token],
+            "entropy": entropy(layer_logprobs),
+            "jsd": adjacent_jsd(layer_logprobs),
+            "topk_ids": top.indices,
+            "topk_probs": top.values.exp(),
+            "rival_logprobs": layer_logprobs[:, self.rival_ids],
+        }
+        if self.keep_features:
+            values["features"] = resid.float()
+        for name, value in values.items():
+            self.rows.setdefault(name, []).append(value.cpu().numpy())
+        self.captured.clear()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Stack the steps: every array gets a leading `step` axis."""
+        return {name: np.stack(rows) for name, rows in self.rows.items()}

@@ -1,0 +1,147 @@
+"""`Trace`: the layer-by-layer record of one generation, the one format analyses read.
+
+A Trace holds numpy arrays and plain metadata only (no model), so it can be saved, loaded and
+built by hand with planted answers. Layer numbers follow Hugging Face `hidden_states`:
+0 = embedding output, l = output of block l-1.
+"""
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float, Int, Shaped
+
+from mmlens.errors import TraceFormatError
+
+FORMAT_VERSION = 1
+_ARRAYS = (
+    "token_ids",
+    "layers",
+    "logprob",
+    "entropy",
+    "jsd",
+    "topk_ids",
+    "topk_probs",
+    "topk_tokens",
+    "rival_logprobs",
+    "features",
+)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per-step, per-layer lens statistics at the predicting position of a greedy generation.
+
+    `jsd[s, i]` is the Jensen-Shannon divergence (nats) between recorded layers `layers[i]` and
+    `layers[i + 1]`; the last column is NaN. `logprob[s, i]` is the log-probability that layer
+    `layers[i]` gives the token generated at step `s`.
+    """
+
+    prompt: str
+    prompt_text: str
+    prompt_ids: list[int]
+    text: str
+    tokens: list[str]
+    token_ids: Int[np.ndarray, " step"]
+    layers: Int[np.ndarray, " layer"]
+    logprob: Float[np.ndarray, "step layer"]
+    entropy: Float[np.ndarray, "step layer"]
+    jsd: Float[np.ndarray, "step layer"]
+    topk_ids: Int[np.ndarray, "step layer k"]
+    topk_probs: Float[np.ndarray, "step layer k"]
+    topk_tokens: Shaped[np.ndarray, "step layer k"]
+    rival_words: list[str]
+    rival_ids: list[int]
+    rival_logprobs: Float[np.ndarray, "step layer rival"]
+    image_span: tuple[int, int] | None = None
+    features: Float[np.ndarray, "step layer d_model"] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n_steps, n_layers = len(self.token_ids), len(self.layers)
+        if len(self.tokens) != n_steps:
+            raise TraceFormatError(f"{len(self.tokens)} token strings for {n_steps} steps.")
+        for name in ("logprob", "entropy", "jsd"):
+            if getattr(self, name).shape != (n_steps, n_layers):
+                shape = getattr(self, name).shape
+                raise TraceFormatError(
+                    f"{name} has shape {shape}; expected ({n_steps}, {n_layers})."
+                )
+        if len(self.rival_words) != len(self.rival_ids):
+            raise TraceFormatError("rival_words and rival_ids differ in length.")
+        if self.rival_logprobs.shape != (n_steps, n_layers, len(self.rival_ids)):
+            raise TraceFormatError(f"rival_logprobs has shape {self.rival_logprobs.shape}.")
+        if self.features is not None and self.features.shape[:2] != (n_steps, n_layers):
+            raise TraceFormatError(f"features have shape {self.features.shape}.")
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.token_ids)
+
+    def layer_index(self, layer: int) -> int:
+        """Column of HF layer number `layer` in the arrays (they differ when blocks are skipped)."""
+        matches = np.flatnonzero(self.layers == layer)
+        if matches.size == 0:
+            raise IndexError(f"Layer {layer} was not recorded; recorded: {self.layers.tolist()}")
+        return int(matches[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table, one row per (step, layer).
+
+        Columns: step, token_id, token, layer, logprob, prob, entropy, jsd (NaN on the last
+        layer), top1_id, top1_token, top1_prob and one `rival_<word>` log-prob column per rival.
+        """
+        n_steps, n_layers = self.logprob.shape
+        frame = pd.DataFrame(
+            {
+                "step": np.repeat(np.arange(n_steps), n_layers),
+                "token_id": np.repeat(self.token_ids, n_layers),
+                "token": np.repeat(np.asarray(self.tokens, dtype=object), n_layers),
+                "layer": np.tile(self.layers, n_steps),
+                "logprob": self.logprob.ravel(),
+                "prob": np.exp(self.logprob.ravel()),
+                "entropy": self.entropy.ravel(),
+                "jsd": self.jsd.ravel(),
+                "top1_id": self.topk_ids[..., 0].ravel(),
+                "top1_token": self.topk_tokens[..., 0].ravel().astype(object),
+                "top1_prob": self.topk_probs[..., 0].ravel(),
+            }
+        )
+        for index, word in enumerate(self.rival_words):
+            frame[f"rival_{word}"] = self.rival_logprobs[..., index].ravel()
+        return frame
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trace to directory `path` as `arrays.npz` + `trace.json` (no pickle)."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
+        np.savez_compressed(directory / "arrays.npz", **arrays)
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS}
+        meta["format_version"] = FORMAT_VERSION
+        (directory / "trace.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trace":
+        """Read a trace written by `save`."""
+        directory = Path(path)
+        meta_file, array_file = directory / "trace.json", directory / "arrays.npz"
+        if not meta_file.is_file() or not array_file.is_file():
+            raise TraceFormatError(
+                f"{directory} is not a saved Trace (needs trace.json, arrays.npz)."
+            )
+        meta = json.loads(meta_file.read_text())
+        version = meta.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise TraceFormatError(
+                f"{directory} has trace format {version}; expected {FORMAT_VERSION}."
+            )
+        if meta.get("image_span") is not None:
+            meta["image_span"] = tuple(meta["image_span"])
+        with np.load(array_file, allow_pickle=False) as arrays:
+            loaded = {name: arrays[name] for name in arrays.files}
+        return cls(**meta, **loaded)

@@ -1,0 +1,1 @@
+"""Models mmlens builds or ships itself (no downloads)."""

@@ -1,0 +1,44 @@
+"""The command line: the README's demo, `trace`, and errors as messages with exit code 2."""
+
+import numpy as np
+from PIL import Image
+
+from mmlens import Trace
+from mmlens.cli import main
+
+
+def test_demo_prints_the_per_layer_table(capsys):
+    assert main(["demo", "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Generated:" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("layer"))
+    assert header.split() == ["layer", "token", "prob", "entropy", "jsd", "top1_token", "top1_prob"]
+
+
+def test_trace_command_saves_a_trace(checkpoints, tmp_path, capsys):
+    image = tmp_path / "scene.png"
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(image)
+    code = main(
+        [
+            "trace",
+            str(image),
+            "--model",
+            str(checkpoints["gqa"]),
+            "--max-new-tokens",
+            "2",
+            "--rivals",
+            "dog,cat",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 0
+    trace = Trace.load(tmp_path / "out")
+    assert trace.rival_words == ["dog", "cat"] and 1 <= trace.n_steps <= 2
+
+
+def test_errors_exit_2_with_one_line(checkpoints, tmp_path, capsys):
+    code = main(["trace", str(tmp_path / "missing.png"), "--model", str(checkpoints["gqa"])])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("mmlens: error: Image file not found")
+    assert len(err.splitlines()) == 1

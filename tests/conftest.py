@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny LLaVA checkpoints built in code, and a guard that blocks the network."""
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _support import SPECS
+
+from mmlens.zoo.tiny import build_tiny_llava
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a non-local connection fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family == socket.AF_UNIX or host in ("127.0.0.1", "::1", "localhost"):
+            return real_connect(self, address)
+        raise NetworkBlocked(f"test tried to reach {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {name: build_tiny_llava(root / name, spec) for name, spec in SPECS.items()}
+
+
+@pytest.fixture(scope="session", params=sorted(SPECS))
+def config_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(checkpoints: dict[str, Path], config_name: str) -> Path:
+    return checkpoints[config_name]
+
+
+@pytest.fixture(scope="session")
+def tiny(checkpoints: dict[str, Path]):
+    """The default tiny model loaded through mmlens (shared: do not leave hooks on it)."""
+    import mmlens
+
+    return mmlens.load(checkpoints["gqa"])
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photograph (scikit-image's astronaut), 512x512 RGB."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def wide_photo() -> np.ndarray:
+    """A real non-square photograph (scikit-image's chelsea the cat, 300x451)."""
+    from skimage import data
+
+    return data.chelsea()
+
+
+torch.set_grad_enabled(False)

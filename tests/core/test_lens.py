@@ -1,0 +1,50 @@
+"""Lens maths against independent references (scipy) and its invariants."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon as scipy_js
+
+from mmlens.lens import adjacent_jsd, entropy, jensen_shannon, log_probs
+
+
+def _random_logits(seed: int, shape=(6, 500), scale=3.0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 40.0])  # 40: near-degenerate, one-hot-like
+def test_jsd_equals_scipy(scale):
+    p, q = log_probs(_random_logits(0, scale=scale)), log_probs(_random_logits(1, scale=scale))
+    expected = [
+        scipy_js(a, b) ** 2
+        for a, b in zip(p.exp().double().numpy(), q.exp().double().numpy(), strict=True)
+    ]
+    np.testing.assert_allclose(jensen_shannon(p, q).numpy(), expected, atol=1e-7)
+
+
+def test_jsd_invariants():
+    p, q = log_probs(_random_logits(2)), log_probs(_random_logits(3))
+    torch.testing.assert_close(jensen_shannon(p, q), jensen_shannon(q, p))
+    assert torch.all(jensen_shannon(p, p) == 0)
+    disjoint_p = torch.tensor([0.0, -math.inf]).log_softmax(-1)
+    disjoint_q = torch.tensor([-math.inf, 0.0]).log_softmax(-1)
+    assert jensen_shannon(disjoint_p, disjoint_q).item() == pytest.approx(math.log(2), abs=1e-12)
+    assert torch.all(jensen_shannon(p, q) <= math.log(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_promoted(dtype):
+    logits = _random_logits(4, scale=30.0).to(dtype)
+    logp = log_probs(logits)
+    assert logp.dtype == torch.float32
+    jsd = adjacent_jsd(logp)
+    assert not torch.isnan(jsd[:-1]).any() and torch.isnan(jsd[-1])
+    reference = adjacent_jsd(log_probs(logits.double()))
+    torch.testing.assert_close(jsd[:-1], reference[:-1], atol=1e-6, rtol=1e-4)
+
+
+def test_entropy_of_uniform_is_log_n():
+    uniform = torch.zeros(3, 50).log_softmax(-1)
+    torch.testing.assert_close(entropy(uniform), torch.full((3,), math.log(50)))

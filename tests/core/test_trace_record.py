@@ -1,0 +1,108 @@
+"""The Trace record: shapes, memory bound, tidy frame, exact save/load round trip."""
+
+import numpy as np
+import pytest
+
+from mmlens import Trace
+from mmlens.errors import TraceFormatError
+
+PROMPT = "what colour is the ball ?"
+
+
+@pytest.fixture(scope="module")
+def trace(tiny, photo) -> Trace:
+    return tiny.trace(
+        photo, PROMPT, max_new_tokens=6, rivals=["dog", "sheep"], top_k=3, keep_features=True
+    )
+
+
+def test_arrays_have_no_vocabulary_axis(trace, tiny):
+    n_steps, n_layers = trace.n_steps, tiny.n_blocks + 1
+    assert trace.layers.tolist() == list(range(n_layers))
+    assert trace.logprob.shape == trace.entropy.shape == trace.jsd.shape == (n_steps, n_layers)
+    assert trace.topk_ids.shape == (n_steps, n_layers, 3)
+    assert trace.rival_logprobs.shape == (n_steps, n_layers, 2)
+    for name in ("logprob", "entropy", "jsd", "topk_ids", "topk_probs", "rival_logprobs"):
+        assert tiny.d_vocab not in getattr(trace, name).shape
+
+
+def test_records_are_consistent(trace, tiny):
+    assert (trace.jsd[:, :-1] >= 0).all() and (trace.jsd[:, :-1] <= np.log(2) + 1e-9).all()
+    assert np.all(np.diff(trace.topk_probs, axis=-1) <= 0)  # sorted
+    # the generated token is the last layer's argmax (greedy)
+    assert (trace.topk_ids[:, -1, 0] == trace.token_ids).all()
+    assert trace.image_span is not None
+    assert trace.text == tiny.tokenizer.decode(trace.token_ids.tolist(), skip_special_tokens=True)
+
+
+def test_to_frame_is_tidy(trace):
+    frame = trace.to_frame()
+    for column in (
+        "step",
+        "token_id",
+        "token",
+        "layer",
+        "logprob",
+        "entropy",
+        "jsd",
+        "rival_dog",
+        "rival_sheep",
+    ):
+        assert column in frame.columns
+    assert len(frame) == trace.n_steps * len(trace.layers)
+    last = frame[frame.layer == frame.layer.max()]
+    assert last.jsd.isna().all()
+    assert frame[frame.layer < frame.layer.max()].jsd.notna().all()
+    row = frame[(frame.step == 2) & (frame.layer == 1)].iloc[0]
+    assert row.logprob == trace.logprob[2, 1]
+    assert row.token == trace.tokens[2]
+
+
+def test_save_load_round_trip_is_exact(trace, tmp_path):
+    trace.save(tmp_path / "t")
+    loaded = Trace.load(tmp_path / "t")
+    for name in (
+        "token_ids",
+        "layers",
+        "logprob",
+        "entropy",
+        "topk_ids",
+        "topk_probs",
+        "topk_tokens",
+        "rival_logprobs",
+        "features",
+    ):
+        assert np.array_equal(getattr(loaded, name), getattr(trace, name)), name
+        assert getattr(loaded, name).dtype == getattr(trace, name).dtype
+    assert np.array_equal(loaded.jsd, trace.jsd, equal_nan=True)
+    for name in (
+        "prompt",
+        "prompt_text",
+        "prompt_ids",
+        "text",
+        "tokens",
+        "rival_words",
+        "rival_ids",
+        "image_span",
+        "settings",
+    ):
+        assert getattr(loaded, name) == getattr(trace, name), name
+    assert not list((tmp_path / "t").glob("*.pkl"))
+
+
+def test_load_rejects_a_folder_that_is_not_a_trace(tmp_path):
+    with pytest.raises(TraceFormatError, match="not a saved Trace"):
+        Trace.load(tmp_path)
+
+
+def test_trace_validates_shapes(trace):
+    from dataclasses import replace
+
+    with pytest.raises(TraceFormatError, match="token strings"):
+        replace(trace, tokens=trace.tokens[:-1])
+
+
+def test_text_only_trace(tiny):
+    trace = tiny.trace(None, PROMPT, max_new_tokens=3)
+    assert trace.image_span is None and trace.settings["has_image"] is False
+    assert trace.n_steps >= 1
