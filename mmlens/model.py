@@ -325,6 +325,8 @@ class HookedLVLM:
             rival_words=[str(r) for r in rivals or ()],
             rival_ids=rival_ids,
             rival_logprobs=arrays["rival_logprobs"],
+            rank=arrays["rank"],
+            top1_logprobs=arrays["top1_logprobs"],
             image_span=inputs.image_span,
             features=arrays.get("features"),
             settings={
@@ -335,6 +337,8 @@ class HookedLVLM:
                 "max_new_tokens": max_new_tokens,
                 "image_mode": image_mode or self.adapter.image_modes[0],
                 "has_image": image is not None,
+                "n_blocks": self.n_blocks,
+                "d_vocab": self.d_vocab,
             },
         )
 

@@ -62,6 +62,9 @@ class LayerRecorder:
             "topk_ids": top.indices,
             "topk_probs": top.values.exp(),
             "rival_logprobs": layer_logprobs[:, self.rival_ids],
+            "rank": (layer_logprobs > layer_logprobs[:, token : token + 1]).sum(dim=-1),
+            # [source layer, layer]: how every layer rates each layer's top-1 token.
+            "top1_logprobs": layer_logprobs[:, top.indices[:, 0]].T,
         }
         if self.keep_features:
             values["features"] = resid.float()

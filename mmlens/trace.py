@@ -27,6 +27,8 @@ _ARRAYS = (
     "topk_probs",
     "topk_tokens",
     "rival_logprobs",
+    "rank",
+    "top1_logprobs",
     "features",
 )
 
@@ -37,7 +39,9 @@ class Trace:
 
     `jsd[s, i]` is the Jensen-Shannon divergence (nats) between recorded layers `layers[i]` and
     `layers[i + 1]`; the last column is NaN. `logprob[s, i]` is the log-probability that layer
-    `layers[i]` gives the token generated at step `s`.
+    `layers[i]` gives the token generated at step `s`, and `rank[s, i]` its rank there (0 = top-1).
+    `top1_logprobs[s, j, i]` is the log-probability layer `layers[i]` gives to the top-1 token of
+    layer `layers[j]` (`topk_ids[s, j, 0]`): the paper's candidate tokens, followed at every layer.
     """
 
     prompt: str
@@ -56,6 +60,8 @@ class Trace:
     rival_words: list[str]
     rival_ids: list[int]
     rival_logprobs: Float[np.ndarray, "step layer rival"]
+    rank: Int[np.ndarray, "step layer"]
+    top1_logprobs: Float[np.ndarray, "step layer layer"]
     image_span: tuple[int, int] | None = None
     features: Float[np.ndarray, "step layer d_model"] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -64,7 +70,7 @@ class Trace:
         n_steps, n_layers = len(self.token_ids), len(self.layers)
         if len(self.tokens) != n_steps:
             raise TraceFormatError(f"{len(self.tokens)} token strings for {n_steps} steps.")
-        for name in ("logprob", "entropy", "jsd"):
+        for name in ("logprob", "entropy", "jsd", "rank"):
             if getattr(self, name).shape != (n_steps, n_layers):
                 shape = getattr(self, name).shape
                 raise TraceFormatError(
@@ -74,6 +80,8 @@ class Trace:
             raise TraceFormatError("rival_words and rival_ids differ in length.")
         if self.rival_logprobs.shape != (n_steps, n_layers, len(self.rival_ids)):
             raise TraceFormatError(f"rival_logprobs has shape {self.rival_logprobs.shape}.")
+        if self.top1_logprobs.shape != (n_steps, n_layers, n_layers):
+            raise TraceFormatError(f"top1_logprobs has shape {self.top1_logprobs.shape}.")
         if self.features is not None and self.features.shape[:2] != (n_steps, n_layers):
             raise TraceFormatError(f"features have shape {self.features.shape}.")
 
@@ -91,7 +99,7 @@ class Trace:
     def to_frame(self) -> pd.DataFrame:
         """Tidy table, one row per (step, layer).
 
-        Columns: step, token_id, token, layer, logprob, prob, entropy, jsd (NaN on the last
+        Columns: step, token_id, token, layer, logprob, prob, rank, entropy, jsd (NaN on the last
         layer), top1_id, top1_token, top1_prob and one `rival_<word>` log-prob column per rival.
         """
         n_steps, n_layers = self.logprob.shape
@@ -103,6 +111,7 @@ class Trace:
                 "layer": np.tile(self.layers, n_steps),
                 "logprob": self.logprob.ravel(),
                 "prob": np.exp(self.logprob.ravel()),
+                "rank": self.rank.ravel(),
                 "entropy": self.entropy.ravel(),
                 "jsd": self.jsd.ravel(),
                 "top1_id": self.topk_ids[..., 0].ravel(),

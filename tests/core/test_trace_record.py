@@ -22,7 +22,9 @@ def test_arrays_have_no_vocabulary_axis(trace, tiny):
     assert trace.logprob.shape == trace.entropy.shape == trace.jsd.shape == (n_steps, n_layers)
     assert trace.topk_ids.shape == (n_steps, n_layers, 3)
     assert trace.rival_logprobs.shape == (n_steps, n_layers, 2)
-    for name in ("logprob", "entropy", "jsd", "topk_ids", "topk_probs", "rival_logprobs"):
+    assert trace.rank.shape == (n_steps, n_layers)
+    assert trace.top1_logprobs.shape == (n_steps, n_layers, n_layers)
+    for name in ("logprob", "entropy", "jsd", "topk_ids", "topk_probs", "rival_logprobs", "rank"):
         assert tiny.d_vocab not in getattr(trace, name).shape
 
 
@@ -70,6 +72,8 @@ def test_save_load_round_trip_is_exact(trace, tmp_path):
         "topk_probs",
         "topk_tokens",
         "rival_logprobs",
+        "rank",
+        "top1_logprobs",
         "features",
     ):
         assert np.array_equal(getattr(loaded, name), getattr(trace, name)), name

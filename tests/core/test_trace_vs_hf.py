@@ -69,8 +69,15 @@ def test_trace_matches_hf_hidden_states(hf_run, photo, lens):
     assert np.isnan(trace.jsd[:, -1]).all()
     entropy = -(probs * reference).sum(-1)
     np.testing.assert_allclose(trace.entropy, entropy, atol=1e-4)
-    top = np.argsort(-reference, axis=-1)[..., : trace.topk_ids.shape[-1]]
-    assert (trace.topk_ids[..., 0] == top[..., 0]).all()
+    top1 = reference.argmax(-1)  # [step, layer]
+    assert (trace.topk_ids[..., 0] == top1).all()
+    ranks = (reference > reference[steps, :, trace.token_ids][..., None]).sum(-1)
+    assert np.array_equal(trace.rank, ranks)
+    # top1_logprobs[s, j, i] = log p_i(top-1 token of layer j)
+    expected_tracks = np.take_along_axis(reference, top1[:, None, :], axis=-1)  # [s, i, j]
+    np.testing.assert_allclose(
+        trace.top1_logprobs, expected_tracks.transpose(0, 2, 1), atol=1e-5, rtol=0
+    )
 
 
 def test_trace_features_are_hf_hidden_states(hf_run, photo):
