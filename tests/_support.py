@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
 from transformers import LlavaForConditionalGeneration
 
+from mmlens.trace import Trace
 from mmlens.zoo.tiny import TinyLlavaSpec
 
 # Several shapes of the architecture, as transformers' own LLaVA tests vary them.
@@ -23,3 +25,86 @@ def load_hf(path: Path) -> LlavaForConditionalGeneration:
     """The Hugging Face reference model, with the same (eager) attention kernel as the bridge."""
     model = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
     return model.eval()
+
+
+def trace_from_logprobs(
+    logprobs: np.ndarray,
+    *,
+    rivals: dict[str, int] | None = None,
+    top_k: int = 3,
+    features: np.ndarray | None = None,
+    lens: str = "normed",
+) -> Trace:
+    """A Trace computed with plain numpy/scipy from planted [step, layer, vocab] log-probs.
+
+    Independent of mmlens's recorder: the generated token of each step is the last layer's
+    argmax, as in greedy decoding.
+    """
+    from scipy.spatial.distance import jensenshannon
+
+    n_steps, n_layers, n_vocab = logprobs.shape
+    probs = np.exp(logprobs)
+    token_ids = logprobs[:, -1].argmax(-1)
+    order = np.argsort(-logprobs, axis=-1, kind="stable")
+    top1 = order[..., 0]
+    jsd = np.full((n_steps, n_layers), np.nan)
+    for step in range(n_steps):
+        for layer in range(n_layers - 1):
+            jsd[step, layer] = jensenshannon(probs[step, layer], probs[step, layer + 1]) ** 2
+    steps = np.arange(n_steps)
+    chosen = logprobs[steps, :, token_ids]
+    rivals = rivals or {}
+    topk_ids = order[..., :top_k]
+    return Trace(
+        prompt="planted",
+        prompt_text="USER: planted ASSISTANT:",
+        prompt_ids=[1, 2, 3],
+        text=" ".join(f"w{t}" for t in token_ids),
+        tokens=[f"w{t}" for t in token_ids],
+        token_ids=token_ids.astype(np.int64),
+        layers=np.arange(n_layers, dtype=np.int64),
+        logprob=chosen.astype(np.float32),
+        entropy=-(probs * logprobs).sum(-1).astype(np.float32),
+        jsd=jsd,
+        topk_ids=topk_ids.astype(np.int64),
+        topk_probs=np.take_along_axis(probs, topk_ids, -1).astype(np.float32),
+        topk_tokens=np.vectorize(lambda i: f"w{i}")(topk_ids).astype(str),
+        rival_words=list(rivals),
+        rival_ids=list(rivals.values()),
+        rival_logprobs=logprobs[..., list(rivals.values())].astype(np.float32),
+        rank=(logprobs > chosen[..., None]).sum(-1).astype(np.int64),
+        top1_logprobs=np.take_along_axis(logprobs, top1[:, None, :], -1)
+        .transpose(0, 2, 1)
+        .astype(np.float32),
+        features=features,
+        settings={"lens": lens, "d_vocab": n_vocab, "n_blocks": n_layers - 1, "has_image": True},
+    )
+
+
+def staged_logprobs(
+    n_steps: int = 6,
+    n_layers: int = 33,
+    n_vocab: int = 50,
+    critical: int = 18,
+    mutation: tuple[int, ...] = (),
+    seed: int = 0,
+) -> np.ndarray:
+    """Planted stages: random churn before `critical`, then one stable distribution per step
+    (peaked on its token), and at each mutation layer a jump to a different peaked distribution.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_steps, n_layers, n_vocab))
+    for step in range(n_steps):
+        stable = rng.normal(0, 0.3, n_vocab)
+        stable[step % n_vocab] += 6.0
+        current = stable
+        for layer in range(n_layers):
+            if layer < critical:
+                logits = rng.normal(0, 2.5, n_vocab)  # rapid evolution: unrelated distributions
+            else:
+                if layer in mutation:
+                    current = rng.normal(0, 0.3, n_vocab)
+                    current[(step + 7 + layer) % n_vocab] += 6.0
+                logits = current + rng.normal(0, 0.02, n_vocab)
+            out[step, layer] = logits - np.logaddexp.reduce(logits)
+    return out
