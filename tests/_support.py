@@ -84,7 +84,7 @@ def trace_from_logprobs(
 def staged_logprobs(
     n_steps: int = 6,
     n_layers: int = 33,
-    n_vocab: int = 50,
+    n_vocab: int = 500,
     critical: int = 18,
     mutation: tuple[int, ...] = (),
     seed: int = 0,

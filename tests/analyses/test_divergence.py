@@ -60,7 +60,7 @@ def test_matrix_true_and_paper_modes():
     np.testing.assert_allclose(true.to_numpy(), trace.jsd[:, :-1])
     np.testing.assert_allclose(jsd_matrix(trace, unit="bits").to_numpy(), true / math.log(2))
     paper = jsd_matrix(trace, mode="paper").to_numpy()
-    reference = true.to_numpy() / 50
+    reference = true.to_numpy() / trace.settings["d_vocab"]
     np.testing.assert_allclose(paper, reference / np.abs(reference).max(axis=0), rtol=1e-12)
     assert np.allclose(np.abs(paper).max(axis=0), 1)
     assert jsd_matrix(trace, n_tokens=2).shape == (2, 8)
