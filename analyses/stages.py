@@ -3,17 +3,18 @@
 For each generated token the detector reads its adjacent-layer JSD profile `d` (pairs of recorded
 layers) and its probability `p` at every layer:
 
-* a pair is *stable* when `d <= stable_fraction * max(d)`;
+* a pair is *stable* when `d <= max(stable_fraction * max(d), stable_floor)`;
 * the **critical layer** is the first layer from which `min_run` consecutive pairs are stable:
   the distribution stops churning there (the paper's "JSD collapses", layer ~18-20 for LLaVA-1.5);
 * the **probability rise layer** is the first layer from which `p >= prob_floor` holds for
   `min_run` layers (the paper's "probabilities leave ~0"), reported beside it;
 * **mutation layers** are layers after the stable run whose incoming pair jumps again,
-  `d > mutation_fraction * max(d)` (optionally also where the top-1 token flips).
+  `d > max(mutation_fraction * max(d), mutation_floor)` (optionally: where the top-1 flips).
 
 Thresholds are relative to each token's own profile, so nothing is tied to a layer number or a
-model size. With `lens="paper"` traces the last pair compares an un-normed with a normed layer and
-usually shows up as a mutation at the last layer, as in the paper's figures.
+model size; the small absolute floors (nats) keep a profile that is flat noise from yielding
+"stages" made of noise. With `lens="paper"` traces the last pair compares an un-normed with a
+normed layer and usually shows up as a mutation at the last layer, as in the paper's figures.
 """
 
 from collections import Counter
@@ -33,6 +34,8 @@ class StageParams:
 
     stable_fraction: float = 0.1
     mutation_fraction: float = 0.3
+    stable_floor: float = 1e-3
+    mutation_floor: float = 1e-2
     min_run: int = 3
     prob_floor: float = 0.05
     top1_flips: bool = False
@@ -40,10 +43,15 @@ class StageParams:
     def __post_init__(self) -> None:
         if not 0 < self.stable_fraction < self.mutation_fraction <= 1:
             raise ValueError("need 0 < stable_fraction < mutation_fraction <= 1")
+        if not 0 <= self.stable_floor < self.mutation_floor:
+            raise ValueError("need 0 <= stable_floor < mutation_floor")
         if self.min_run < 1:
             raise ValueError("min_run must be >= 1")
         if not 0 < self.prob_floor < 1:
             raise ValueError("prob_floor must be in (0, 1)")
+
+
+DEFAULT_PARAMS = StageParams()
 
 
 def _first_run(mask: np.ndarray, run: int) -> int | None:
@@ -55,7 +63,7 @@ def _first_run(mask: np.ndarray, run: int) -> int | None:
     return None
 
 
-def token_stages(trace: Trace, params: StageParams = StageParams()) -> pd.DataFrame:
+def token_stages(trace: Trace, params: StageParams = DEFAULT_PARAMS) -> pd.DataFrame:
     """One row per generated token: critical layer, probability rise layer, mutation layers."""
     rows = []
     layers = trace.layers
@@ -63,14 +71,14 @@ def token_stages(trace: Trace, params: StageParams = StageParams()) -> pd.DataFr
         jsd = trace.jsd[step, :-1].astype(np.float64)
         prob = np.exp(trace.logprob[step].astype(np.float64))
         peak = float(jsd.max()) if jsd.size else 0.0
-        start = _first_run(jsd <= params.stable_fraction * peak, params.min_run) if peak > 0 else 0
+        stable = jsd <= max(params.stable_fraction * peak, params.stable_floor)
+        start = _first_run(stable, params.min_run)
         rise = _first_run(prob >= params.prob_floor, params.min_run)
         mutations: list[int] = []
         if start is not None:
             after = range(start + params.min_run, len(jsd))
-            mutations = [
-                int(layers[i + 1]) for i in after if jsd[i] > params.mutation_fraction * peak
-            ]
+            jump = max(params.mutation_fraction * peak, params.mutation_floor)
+            mutations = [int(layers[i + 1]) for i in after if jsd[i] > jump]
             if params.top1_flips:
                 top1 = trace.topk_ids[step, :, 0]
                 flips = [int(layers[i + 1]) for i in after if top1[i + 1] != top1[i]]
@@ -128,7 +136,7 @@ def summarize_stages(
     )
 
 
-def trace_stages(trace: Trace, params: StageParams = StageParams()) -> TraceStages:
+def trace_stages(trace: Trace, params: StageParams = DEFAULT_PARAMS) -> TraceStages:
     """`summarize_stages` of one trace's `token_stages`."""
     return summarize_stages(token_stages(trace, params))
 
@@ -150,7 +158,7 @@ def layer_groups(trace: Trace, stages: TraceStages) -> list[str]:
     return names
 
 
-def plot_stages(trace: Trace, params: StageParams = StageParams()) -> Figure:
+def plot_stages(trace: Trace, params: StageParams = DEFAULT_PARAMS) -> Figure:
     """Mean JSD profile with the detected stages shaded, and where critical/mutation layers fall."""
     table = token_stages(trace, params)
     stages = summarize_stages(table)
