@@ -4,10 +4,11 @@ For each generated token the detector reads its adjacent-layer JSD profile `d` (
 layers) and its probability `p` at every layer:
 
 * a pair is *stable* when `d <= max(stable_fraction * max(d), stable_floor)`;
-* the **critical layer** is the first layer from which `min_run` consecutive pairs are stable:
+* the **critical layer** is the first layer from which `min_run` consecutive pairs are stable
+  (a stable stretch shorter than that does not count, even at the end):
   the distribution stops churning there (the paper's "JSD collapses", layer ~18-20 for LLaVA-1.5);
 * the **probability rise layer** is the first layer from which `p >= prob_floor` holds for
-  `min_run` layers (the paper's "probabilities leave ~0"), reported beside it;
+  `min_run` layers, or up to the last layer (the paper's "probabilities leave ~0");
 * **mutation layers** are layers after the stable run whose incoming pair jumps again,
   `d > max(mutation_fraction * max(d), mutation_floor)` (optionally: where the top-1 flips).
 
@@ -54,11 +55,12 @@ class StageParams:
 DEFAULT_PARAMS = StageParams()
 
 
-def _first_run(mask: np.ndarray, run: int) -> int | None:
-    """First index from which `run` consecutive entries are True (fewer if the array ends)."""
+def _first_run(mask: np.ndarray, run: int, *, to_the_end: bool) -> int | None:
+    """First index from which `run` consecutive entries are True; with `to_the_end`, a shorter
+    run that reaches the end of the array counts too."""
     for start in range(len(mask)):
         window = mask[start : start + run]
-        if window.all() and (len(window) == run or start + len(window) == len(mask)):
+        if window.all() and (len(window) == run or (to_the_end and start + run > len(mask))):
             return start
     return None
 
@@ -72,8 +74,8 @@ def token_stages(trace: Trace, params: StageParams = DEFAULT_PARAMS) -> pd.DataF
         prob = np.exp(trace.logprob[step].astype(np.float64))
         peak = float(jsd.max()) if jsd.size else 0.0
         stable = jsd <= max(params.stable_fraction * peak, params.stable_floor)
-        start = _first_run(stable, params.min_run)
-        rise = _first_run(prob >= params.prob_floor, params.min_run)
+        start = _first_run(stable, params.min_run, to_the_end=False)
+        rise = _first_run(prob >= params.prob_floor, params.min_run, to_the_end=True)
         mutations: list[int] = []
         if start is not None:
             after = range(start + params.min_run, len(jsd))

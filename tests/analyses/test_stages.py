@@ -64,3 +64,10 @@ def test_on_a_real_tiny_trace(tiny, photo, tmp_path):
     valid = table.critical_layer.dropna()
     assert valid.between(0, tiny.n_blocks).all()
     plot_stages(trace).savefig(tmp_path / "stages.png")
+
+
+def test_a_stable_stretch_shorter_than_min_run_is_no_critical_layer():
+    trace = trace_from_logprobs(staged_logprobs(n_steps=4, critical=31, seed=1))
+    table = token_stages(trace)  # only pair 31-32 is stable: shorter than min_run=3
+    assert table.critical_layer.isna().all() and not table.has_mutation.any()
+    assert trace_stages(trace).critical_layer is None
