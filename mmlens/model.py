@@ -55,6 +55,8 @@ def build_bridge(adapter: Adapter) -> TransformerBridge:
         tokenizer=adapter.tokenizer,
     )
     bridge.hook_aliases = {**bridge.hook_aliases, **adapter.hook_aliases}
+    # TransformerLens has no public way to add aliases after construction; these are the two
+    # calls its own constructor makes to register them.
     bridge._register_aliases()
     bridge._scan_existing_hooks(bridge, "")
     for block in bridge.blocks:
@@ -262,7 +264,7 @@ class HookedLVLM:
         lens: str = "normed",
         keep_features: bool = False,
         image_mode: str | None = None,
-        progress: bool = False,
+        progress: bool = True,
     ) -> Trace:
         """Generate greedily and record, at each step's predicting position, every layer's lens.
 
