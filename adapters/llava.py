@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from mmlens.adapters.base import Adapter
 from PIL import Image
 from torch import Tensor, nn
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from mmlens.adapters.base import Adapter
 from mmlens.errors import CheckpointNotFoundError
 
 

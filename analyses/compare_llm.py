@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mmlens.analyses.stages import DEFAULT_PARAMS, StageParams, token_stages
 
+from mmlens.analyses.stages import DEFAULT_PARAMS, StageParams, token_stages
 from mmlens.trace import Trace
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.stages import TraceStages
 

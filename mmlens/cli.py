@@ -1,26 +1,29 @@
-"""Command line: `mmlens demo` (tiny model, per-layer table) and `mmlens trace` (save a Trace)."""
+"""Command line: `mmlens demo`, `mmlens trace` (save a Trace) and `mmlens models`."""
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 
-import numpy as np
 import torch
+from PIL import Image
 
-from mmlens.errors import MMLensError
+from mmlens.errors import ConfigError, MMLensError
 from mmlens.trace import Trace
+from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
 
 DEFAULT_PROMPT = "Please describe this image in detail."
 
 
-def demo_image(size: int = 64) -> np.ndarray:
-    """A small synthetic scene: a red square and a blue disc on grey."""
-    image = np.full((size, size, 3), 200, dtype=np.uint8)
-    image[8:28, 8:28] = (220, 30, 30)
-    yy, xx = np.mgrid[:size, :size]
-    image[(yy - 44) ** 2 + (xx - 42) ** 2 < 12**2] = (30, 60, 220)
-    return image
+def demo_scene() -> Image.Image:
+    """A fixed held-out scene for the demo: a green triangle, a red circle and a blue cross."""
+    scene = Scene(
+        (
+            SceneObject("triangle", "green", "large", "left", -4),
+            SceneObject("circle", "red", "small", "middle", 6),
+            SceneObject("cross", "blue", "large", "right", 0),
+        )
+    )
+    return draw_scene(scene)
 
 
 def per_layer_table(trace: Trace, step: int = 0) -> str:
@@ -34,19 +37,30 @@ def per_layer_table(trace: Trace, step: int = 0) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     from mmlens.loading import load
-    from mmlens.zoo.tiny import build_tiny_llava
 
-    with tempfile.TemporaryDirectory() as folder:
-        print("Building a tiny random LLaVA (stand-in until the shipped model lands)...")
-        model = load(build_tiny_llava(folder))
-        trace = model.trace(
-            demo_image(), args.prompt, max_new_tokens=args.max_new_tokens, progress=True
-        )
+    model = load(args.model)
+    trace = model.trace(demo_scene(), args.prompt, max_new_tokens=args.max_new_tokens)
+    if not 0 <= args.step < trace.n_steps:
+        raise ConfigError(f"--step {args.step}: the generation has steps 0..{trace.n_steps - 1}.")
     print(
-        f"\nGenerated: {trace.text!r}\nLayers 0..{model.n_blocks} (0 = embeddings, "
-        f"l = output of block l-1); step 0 predicts {trace.tokens[0]!r}:\n"
+        f"\nModel {args.model}. Generated: {trace.text!r}\nLayers 0..{model.n_blocks} "
+        f"(0 = embeddings, l = output of block l-1); step {args.step} predicts "
+        f"{trace.tokens[args.step]!r}:\n"
     )
-    print(per_layer_table(trace))
+    print(per_layer_table(trace, args.step))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from mmlens.registry import supported_architectures
+    from mmlens.zoo import shipped_models
+
+    print("Supported architectures (load a local directory or a cached hub id):")
+    for name in supported_architectures():
+        print(f"  {name}")
+    print("Shipped models (no download needed):")
+    for name, path in shipped_models().items():
+        print(f"  {name}  ({path})")
     return 0
 
 
@@ -73,9 +87,11 @@ def _trace(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="trace a tiny built-in model and print the table")
+    demo = commands.add_parser("demo", help="trace the shipped model and print a per-layer table")
+    demo.add_argument("--model", default="mmlens/shapes")
     demo.add_argument("--prompt", default=DEFAULT_PROMPT)
-    demo.add_argument("--max-new-tokens", type=int, default=8)
+    demo.add_argument("--max-new-tokens", type=int, default=40)
+    demo.add_argument("--step", type=int, default=7, help="which generated token to tabulate")
     demo.set_defaults(run=_demo)
     trace = commands.add_parser("trace", help="record a generation layer by layer and save it")
     trace.add_argument("image", help="image file (png, jpg, ...)")
@@ -89,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
+    models = commands.add_parser("models", help="supported families and shipped models")
+    models.set_defaults(run=_models)
     return parser
 
 

@@ -8,10 +8,14 @@ from mmlens.errors import CheckpointNotFoundError
 from mmlens.model import HookedLVLM
 from mmlens.offline import disable_runtime_installs
 from mmlens.registry import adapter_for
+from mmlens.zoo import shipped_models
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A local directory, or the cached snapshot of a hub id; raise if neither is here."""
+    """A shipped model's folder, a local directory, or the cached snapshot of a hub id."""
+    shipped = shipped_models()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path

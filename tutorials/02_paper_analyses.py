@@ -2,25 +2,34 @@
 # # The paper's analyses in one pass
 #
 # Token probabilities, JS divergence, stages, skip experiments, feature trajectories and the
-# LVLM-vs-LLM comparison, on a tiny random LLaVA built in code (the same code runs on
-# LLaVA-1.5-7B: swap the `load` line). A random model shows no real stages; the point here is
-# the API. Figures are saved next to this script's working directory.
+# LVLM-vs-LLM comparison, on the shipped `mmlens/shapes` model (the same code runs on
+# LLaVA-1.5-7B: swap the `load` line and the image). The scene breaks the model's training
+# priors: a *blue* triangle (triangles were almost always green) and a cross *without* a circle
+# (crosses almost always came with one), so hallucinated words are known exactly.
+# Figures are saved in the working directory.
 
 # %%
-import tempfile
-
-import numpy as np
+import mmlens
 from mmlens.analyses import compare_llm, divergence, skip, stages, token_probs, trajectories
 from mmlens.analyses.hallucination import ObjectVocabulary
+from mmlens.zoo.shapes.scenes import SHAPES, Scene, SceneObject, draw_scene
 
-import mmlens
-from mmlens.zoo.tiny import TinyLlavaSpec, build_tiny_llava
-
-model = mmlens.load(build_tiny_llava(tempfile.mkdtemp(), TinyLlavaSpec(n_blocks=8)))
-image = np.zeros((64, 64, 3), dtype=np.uint8)
-image[16:48, 16:48] = (30, 60, 220)
+model = mmlens.load("mmlens/shapes")
+scene = Scene(
+    (
+        SceneObject("triangle", "blue", "large", "left"),
+        SceneObject("cross", "orange", "large", "right"),
+    )
+)
+image = draw_scene(scene)
 prompt = "Please describe this image in detail."
-trace = model.trace(image, prompt, max_new_tokens=12, rivals=["dog", "sheep"], keep_features=True)
+trace = model.trace(
+    image,
+    prompt,
+    max_new_tokens=40,
+    rivals=["green", "blue", "circle", "cross"],
+    keep_features=True,
+)
 print(trace.text)
 
 # %% Token level (Fig. 2 / 3)
@@ -42,17 +51,16 @@ print(table[["token", "critical_layer", "prob_rise_layer", "mutation_layers"]])
 print("critical layer", found.critical_layer, "mutation layers", found.mutation_layers)
 stages.plot_stages(trace).savefig("stages.png")
 
-# %% Skip experiments (Fig. 5)
-objects = ObjectVocabulary.from_words(["dog", "sheep", "cat", "ball", "tree", "car"])
-plan = stages.TraceStages(2, (6,), 0, 0.0, {}, {}) if found.critical_layer is None else found
+# %% Skip experiments (Fig. 5): the paper's skip.1-3 where the stages allow, plus our own sets
+objects = ObjectVocabulary.from_words(SHAPES)
 result = skip.skip_experiments(
     model,
     image,
     prompt,
-    stages=plan,
-    extra={"block 0": [0]},
-    max_new_tokens=12,
-    truth=["ball"],
+    stages=found,
+    extra={"last block": [model.n_blocks - 1], "blocks 3-5": [3, 4, 5]},
+    max_new_tokens=40,
+    truth=scene.shapes,
     vocabulary=objects,
 )
 print(result[["name", "skip_blocks", "similarity", "token_edit_distance", "hallucinated"]])
@@ -65,6 +73,6 @@ print("t-SNE trustworthiness", round(maps.trustworthiness, 3))
 trajectories.plot_trajectories(maps).savefig("trajectories.png")
 
 # %% LVLM vs LLM (section 6)
-with_image, text_only = compare_llm.image_and_text_traces(model, image, prompt, max_new_tokens=8)
+with_image, text_only = compare_llm.image_and_text_traces(model, image, prompt, max_new_tokens=20)
 print(compare_llm.stage_comparison(with_image, text_only))
 compare_llm.plot_comparison(with_image, text_only).savefig("compare.png")

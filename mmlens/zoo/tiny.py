@@ -4,11 +4,12 @@ They have the real `LlavaForConditionalGeneration` architecture and a word-level
 saved with `save_pretrained` (safetensors) and load offline with `transformers` alone.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -42,6 +43,7 @@ class TinyLlavaSpec:
     d_mlp: int = 128
     d_vision: int = 32
     vision_blocks: int = 3
+    vision_heads: int = 4
     image_size: int = 28
     patch_size: int = 7
     vision_feature_layer: int = -2
@@ -62,10 +64,17 @@ class TinyLlavaSpec:
         return patches if self.vision_feature_select_strategy == "default" else patches + 1
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+DEFAULT_SPEC = TinyLlavaSpec()
+
+
+def build_tokenizer(
+    words: Sequence[str] = WORDS, *, lowercase: bool = False
+) -> PreTrainedTokenizerFast:
     """Word-level tokenizer (whitespace and punctuation split) that prepends `<s>`."""
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + WORDS)}
+    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *words))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    if lowercase:
+        tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
@@ -80,14 +89,15 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_llava(path: str | Path, spec: TinyLlavaSpec = TinyLlavaSpec()) -> Path:
-    """Write a random tiny LLaVA checkpoint (model + processor) to `path` and return it."""
-    tokenizer = build_tokenizer()
+def build_llava(
+    spec: TinyLlavaSpec, tokenizer: PreTrainedTokenizerFast
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A randomly initialised LLaVA of these sizes, and its processor."""
     vision = CLIPVisionConfig(
         hidden_size=spec.d_vision,
         intermediate_size=2 * spec.d_vision,
         num_hidden_layers=spec.vision_blocks,
-        num_attention_heads=4,
+        num_attention_heads=spec.vision_heads,
         image_size=spec.image_size,
         patch_size=spec.patch_size,
         projection_dim=spec.d_vision,
@@ -128,6 +138,12 @@ def build_tiny_llava(path: str | Path, spec: TinyLlavaSpec = TinyLlavaSpec()) ->
         image_token="<image>",
         num_additional_image_tokens=1,
     )
+    return model, processor
+
+
+def build_tiny_llava(path: str | Path, spec: TinyLlavaSpec = DEFAULT_SPEC) -> Path:
+    """Write a random tiny LLaVA checkpoint (model + processor) to `path` and return it."""
+    model, processor = build_llava(spec, build_tokenizer())
     out = Path(path)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)

@@ -2,6 +2,7 @@
 
 import numpy as np
 from _support import staged_logprobs, trace_from_logprobs
+
 from mmlens.analyses.compare_llm import (
     image_and_text_traces,
     jsd_profiles,

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from _support import staged_logprobs, trace_from_logprobs
+from scipy.spatial.distance import jensenshannon as scipy_js
+
 from mmlens.analyses.divergence import (
     jsd_between,
     jsd_matrix,
@@ -13,7 +15,6 @@ from mmlens.analyses.divergence import (
     paper_jsd,
     plot_jsd_heatmap,
 )
-from scipy.spatial.distance import jensenshannon as scipy_js
 
 
 def _logprobs(seed: int, scale: float, shape=(5, 300)) -> torch.Tensor:

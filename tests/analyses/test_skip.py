@@ -4,6 +4,7 @@ import difflib
 from pathlib import Path
 
 import pytest
+
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.skip import (
     compare_generations,

@@ -2,6 +2,7 @@
 
 import pytest
 from _support import staged_logprobs, trace_from_logprobs
+
 from mmlens.analyses.stages import (
     StageParams,
     layer_groups,

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from _support import staged_logprobs, trace_from_logprobs
+
 from mmlens.analyses.token_probs import (
     default_late_layer,
     late_layer_candidates,

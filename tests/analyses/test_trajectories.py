@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import MaxAbsScaler
+
 from mmlens.analyses.stages import layer_groups, trace_stages
 from mmlens.analyses.trajectories import (
     embed_features,
@@ -9,8 +12,6 @@ from mmlens.analyses.trajectories import (
     plot_trajectories,
     trace_trajectories,
 )
-from sklearn.manifold import TSNE
-from sklearn.preprocessing import MaxAbsScaler
 
 
 def _diverging(n_items=6, n_layers=12, dim=40, seed=0):

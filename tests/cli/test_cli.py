@@ -8,11 +8,22 @@ from mmlens.cli import main
 
 
 def test_demo_prints_the_per_layer_table(capsys):
-    assert main(["demo", "--max-new-tokens", "3"]) == 0
+    assert main(["demo", "--max-new-tokens", "3", "--step", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Generated:" in out
+    assert "Model mmlens/shapes. Generated: 'there are three'" in out
     header = next(line for line in out.splitlines() if line.strip().startswith("layer"))
     assert header.split() == ["layer", "token", "prob", "entropy", "jsd", "top1_token", "top1_prob"]
+
+
+def test_demo_step_out_of_range(capsys):
+    assert main(["demo", "--max-new-tokens", "2", "--step", "5"]) == 2
+    assert "--step 5: the generation has steps 0..1" in capsys.readouterr().err
+
+
+def test_models_lists_the_shipped_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "LlavaForConditionalGeneration" in out and "mmlens/shapes" in out
 
 
 def test_trace_command_saves_a_trace(checkpoints, tmp_path, capsys):

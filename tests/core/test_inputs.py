@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from mmlens.adapters.llava import pad_to_square
 from PIL import Image
 
+from mmlens.adapters.llava import pad_to_square
 from mmlens.inputs import load_image
 
 

@@ -1,7 +1,6 @@
 """Adapters are found from the checkpoint's config; third parties register entry points."""
 
 from mmlens.adapters import LlavaAdapter
-
 from mmlens.registry import (
     ENTRY_POINT_GROUP,
     adapter_for,

@@ -53,6 +53,10 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path):
         "assert LlavaAdapter in registered_adapters();"
         "import importlib.util as u;"
         "assert u.find_spec('analyses') is None and u.find_spec('adapters') is None;"
+        "from mmlens.zoo import shipped_models;"
+        "shapes = shipped_models()['mmlens/shapes'];"
+        "assert (shapes / 'model.safetensors').is_file() and (shapes / 'tokenizer.json').is_file();"
+        "assert str(shapes).startswith(mmlens.__file__.rsplit('/', 2)[0]);"
         "print(mmlens.__file__, mmlens.adapters.__file__)"
     )
     out = subprocess.run(
