@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
+from transformers import LlavaProcessor
 
 from mmlens.zoo.shapes.scenes import draw_scene, random_scene
 from mmlens.zoo.shapes.text import Example, random_example, vocabulary
@@ -41,7 +43,9 @@ def chat(prompt: str) -> str:
     return f"USER: <image>\n{prompt} ASSISTANT:"
 
 
-def make_batch(processor, examples: list[Example], images: list) -> dict[str, Tensor]:  # noqa: ANN001
+def make_batch(
+    processor: LlavaProcessor, examples: list[Example], images: list[Image.Image]
+) -> dict[str, Tensor]:
     """Inputs with labels on the answer and `</s>` only (prompt and padding are -100)."""
     texts = [f"{chat(e.prompt)} {e.answer} </s>" for e in examples]
     batch = processor(images=images, text=texts, return_tensors="pt", padding=True)
@@ -55,7 +59,7 @@ def make_batch(processor, examples: list[Example], images: list) -> dict[str, Te
     return dict(batch)
 
 
-def sample_batch(rng: random.Random, processor, size: int) -> dict[str, Tensor]:  # noqa: ANN001
+def sample_batch(rng: random.Random, processor: LlavaProcessor, size: int) -> dict[str, Tensor]:
     scenes = [random_scene(rng) for _ in range(size)]
     images = [draw_scene(scene, rng) for scene in scenes]
     examples = [random_example(scene, rng) for scene in scenes]
@@ -81,7 +85,8 @@ def train(out: Path, steps: int, batch_size: int, lr: float, seed: int, threads:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     start, running = time.time(), 0.0
     for step in range(steps):
-        loss = model(**sample_batch(rng, processor, batch_size)).loss
+        with torch.enable_grad():  # callers (e.g. the tests) may have switched it off
+            loss = model(**sample_batch(rng, processor, batch_size)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
