@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mmlens.html import circuitsvis_page
+from mmlens.html import Component, circuitsvis_page
 from mmlens.trace import Trace
 
 #: The paper follows the top-1 tokens of layers 20..32 of a 32-block model.
@@ -140,13 +140,18 @@ def spread_layers(trace: Trace, count: int) -> list[int]:
 
 
 def topk_view(trace: Trace, layers: list[int] | None = None) -> str:
-    """Interactive, offline HTML (circuitsvis): the generated text, each token coloured by its
-    probability at a chosen layer; and, per layer in `layers` (default: a few spread out), the
-    text with each token's top-k predictions at that layer on hover.
+    """Interactive, offline HTML page (circuitsvis) of `topk_components`."""
+    return circuitsvis_page(topk_components(trace, layers), title=f"mmlens: {trace.text[:80]}")
+
+
+def topk_components(trace: Trace, layers: list[int] | None = None) -> list[Component]:
+    """circuitsvis views: the generated text, each token coloured by its probability at a chosen
+    layer; and, per layer in `layers` (default: a few spread out), the text with each token's
+    top-k predictions at that layer on hover.
     """
     chosen = layers if layers is not None else spread_layers(trace, 5)
     probs = np.exp(trace.logprob.astype(np.float64))
-    components: list[tuple[str, str, dict]] = [
+    components: list[Component] = [
         (
             "Probability of each generated token, per layer (pick a layer)",
             "ColoredTokensMulti",
@@ -172,4 +177,4 @@ def topk_view(trace: Trace, layers: list[int] | None = None) -> str:
                 },
             )
         )
-    return circuitsvis_page(components, title=f"mmlens: {trace.text[:80]}")
+    return components

@@ -3,11 +3,13 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from mmlens.errors import ConfigError, MMLensError
+from mmlens.inputs import load_image
 from mmlens.trace import Trace
 from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
 
@@ -84,6 +86,25 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mmlens.loading import load
+    from mmlens.report import ReportSettings, write_report
+
+    image = load_image(args.image) if args.image else demo_scene()
+    settings = ReportSettings(
+        prompt=args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        rivals=tuple(word for word in (args.rivals or "").split(",") if word),
+        lens=args.lens,
+    )
+    out = Path(args.out)
+    if out.exists() and not args.force:  # fail before the slow model load
+        raise ConfigError(f"{out} already exists; pass --force to replace it.")
+    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    print(f"Report written to {write_report(model, image, out, settings, force=args.force)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
+    report = commands.add_parser("report", help="write an HTML report of every analysis")
+    report.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
+    report.add_argument("--model", default="mmlens/shapes", help="checkpoint dir, hub id or name")
+    report.add_argument("--prompt", default=DEFAULT_PROMPT)
+    report.add_argument("--max-new-tokens", type=int, default=64)
+    report.add_argument("--rivals", help="comma-separated single-token words to follow")
+    report.add_argument("--lens", choices=["normed", "paper"], default="normed")
+    report.add_argument("--device", default="cpu")
+    report.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    report.add_argument("--out", default="mmlens-report", help="output folder")
+    report.add_argument("--force", action="store_true", help="replace an existing output folder")
+    report.set_defaults(run=_report)
     models = commands.add_parser("models", help="supported families and shipped models")
     models.set_defaults(run=_models)
     return parser
@@ -117,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MMLensError as error:
         print(f"mmlens: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mmlens: interrupted; nothing was written.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,8 +18,11 @@ def circuitsvis_bundle() -> str:
     return source.replace("</script>", "")
 
 
-def circuitsvis_page(components: list[tuple[str, str, dict[str, Any]]], title: str = "") -> str:
-    """A full HTML page rendering circuitsvis components, given as (heading, element, props)."""
+Component = tuple[str, str, dict[str, Any]]  # (heading, circuitsvis element name, props)
+
+
+def circuitsvis_parts(components: list[Component]) -> tuple[str, str]:
+    """HTML sections for the components, and one script that renders them all (bundle inlined)."""
     sections, calls = [], []
     for heading, element, props in components:
         node = f"cv-{uuid4().hex[:12]}"
@@ -27,14 +30,26 @@ def circuitsvis_page(components: list[tuple[str, str, dict[str, Any]]], title: s
         calls.append(
             f'CircuitsVis.render("{node}", CircuitsVis.{element}, {convert_props(props)});'
         )
+    script = f"<script>\n{circuitsvis_bundle()}\n{chr(10).join(calls)}\n</script>"
+    return "\n".join(sections), script
+
+
+def page(title: str, body: str, script: str = "", style: str = "") -> str:
+    """A complete, self-contained HTML document."""
     return "\n".join(
         [
             "<!DOCTYPE html>",
-            f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>',
-            '<body style="font-family: sans-serif">',
-            f"<h2>{html.escape(title)}</h2>" if title else "",
-            *sections,
-            f"<script>\n{circuitsvis_bundle()}\n{chr(10).join(calls)}\n</script>",
+            f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+            f"<style>body {{ font-family: sans-serif; margin: 2em; }} {style}</style></head>",
+            f"<body>\n<h1>{html.escape(title)}</h1>",
+            body,
+            script,
             "</body></html>",
         ]
     )
+
+
+def circuitsvis_page(components: list[Component], title: str = "") -> str:
+    """A full HTML page rendering circuitsvis components."""
+    sections, script = circuitsvis_parts(components)
+    return page(title, sections, script)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run mmlens on a fresh machine.
 #   bash scripts/dev.sh setup   create .venv and install mmlens with its test tools
-#   bash scripts/dev.sh demo    setup, then trace the tiny model and print the per-layer table
+#   bash scripts/dev.sh demo    setup, then write the HTML report of the shipped model (mmlens-report/)
 #   bash scripts/dev.sh test    setup, then ruff and the whole test suite (what CI runs)
 #   bash scripts/dev.sh quick   setup, then the fast tests only (-m "not slow")
 set -euo pipefail
@@ -30,7 +30,7 @@ setup() {
 
 case "${1:-test}" in
   setup) setup ;;
-  demo) setup && "$VENV/bin/mmlens" demo ;;
+  demo) setup && "$VENV/bin/mmlens" report --force --out mmlens-report ;;
   test) setup && "$VENV/bin/ruff" check . && "$VENV/bin/pytest" ;;
   quick) setup && "$VENV/bin/pytest" -m "not slow" ;;
   *) echo "usage: bash scripts/dev.sh {setup|demo|test|quick}" >&2; exit 2 ;;

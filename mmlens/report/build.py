@@ -1,0 +1,168 @@
+"""Build the report: trace once, run every analysis, write `report.html` and the raw Trace.
+
+The report goes to a temporary folder beside `out` and is moved into place only when complete, so
+an interrupted run (Ctrl-C) never leaves a half-written report that looks finished.
+"""
+
+import html
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mmlens.analyses import divergence, skip, stages, token_probs, trajectories
+from mmlens.errors import ConfigError
+from mmlens.html import circuitsvis_parts, page
+from mmlens.inputs import ImageLike, load_image
+from mmlens.report.sections import figure_section, table_html, tokens_by_critical_layer
+from mmlens.trace import Trace
+
+STYLE = (
+    ".tok { padding: 1px 2px; margin: 1px; border-radius: 3px; display: inline-block; }"
+    " .tokens { line-height: 2; } img.figure { max-width: 100%; }"
+    " section { margin-bottom: 2.5em; } .table td, .table th { padding: 2px 8px; }"
+)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    prompt: str = "Please describe this image in detail."
+    max_new_tokens: int = 64
+    rivals: Sequence[str] = field(default_factory=tuple)
+    lens: str = "normed"
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens}; it must be >= 1.")
+
+
+DEFAULT_SETTINGS = ReportSettings()
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary folder
+    return work
+
+
+def _summary(trace: Trace, found: stages.TraceStages) -> str:
+    facts = {
+        "tokens": trace.n_steps,
+        "median critical layer": found.critical_layer,
+        "mutation layers (common)": ", ".join(map(str, found.mutation_layers)) or "none",
+        "tokens with a mutation": f"{found.mutation_fraction:.0%}",
+        "lens": trace.settings["lens"],
+    }
+    frame = pd.DataFrame.from_dict(facts, orient="index", columns=["value"])
+    return f"<section><h2>Stage summary</h2>{table_html(frame)}</section>"
+
+
+def _skip_section(skips: pd.DataFrame | None) -> str:
+    body = (
+        skip.skip_html(skips)
+        if skips is not None
+        else "<p>No skip set applies: no critical layer was detected.</p>"
+    )
+    return f"<section><h2>Skip experiments (paper Fig. 5)</h2>{body}</section>"
+
+
+def write_report(
+    model: Any,
+    image: ImageLike,
+    out: str | Path,
+    settings: ReportSettings = DEFAULT_SETTINGS,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run every analysis on one image and prompt; write `out/report.html` and `out/trace/`."""
+    out = Path(out)
+    picture = load_image(image)
+    work = _prepare_out(out, force)
+    try:
+        with tqdm(total=6, desc="report", disable=not progress) as bar:
+            bar.set_postfix_str("tracing")
+            trace = model.trace(
+                picture,
+                settings.prompt,
+                max_new_tokens=settings.max_new_tokens,
+                rivals=list(settings.rivals),
+                lens=settings.lens,
+                keep_features=True,
+                progress=False,
+            )
+            trace.save(work / "trace")
+            bar.update()
+            bar.set_postfix_str("stages")
+            table = stages.token_stages(trace)
+            found = stages.summarize_stages(table)
+            bar.update()
+            bar.set_postfix_str("figures")
+            figures = [
+                figure_section(
+                    "Token probabilities across layers (paper Fig. 2)",
+                    token_probs.plot_token_probabilities(trace, candidates="paper"),
+                ),
+                figure_section(
+                    "Jensen-Shannon divergence of adjacent layers (paper Fig. 4)",
+                    divergence.plot_jsd_heatmap(trace),
+                ),
+                figure_section("Stages", stages.plot_stages(trace)),
+            ]
+            if trace.rival_words:
+                figures.insert(
+                    1, figure_section("Rival words (paper Fig. 3)", token_probs.plot_rivals(trace))
+                )
+            bar.update()
+            bar.set_postfix_str("trajectories")
+            maps = trajectories.trace_trajectories(trace, groups=stages.layer_groups(trace, found))
+            figures.append(
+                figure_section(
+                    "Feature trajectories (paper Fig. 6)", trajectories.plot_trajectories(maps)
+                )
+            )
+            bar.update()
+            bar.set_postfix_str("skip experiments")
+            skips = None
+            if skip.skip_plan(found, model.n_blocks):
+                skips = skip.skip_experiments(
+                    model,
+                    picture,
+                    settings.prompt,
+                    stages=found,
+                    max_new_tokens=settings.max_new_tokens,
+                )
+            bar.update()
+            bar.set_postfix_str("writing")
+            views, script = circuitsvis_parts(token_probs.topk_components(trace))
+            body = "\n".join(
+                [
+                    f"<p><b>Model</b> {html.escape(str(model.name))} &nbsp; "
+                    f"<b>Prompt</b> {html.escape(settings.prompt)}</p>",
+                    figure_section("Image", picture, width="256px"),
+                    "<section><h2>Generated text, by critical layer</h2>"
+                    f"{tokens_by_critical_layer(trace, table)}</section>",
+                    _summary(trace, found),
+                    *figures,
+                    _skip_section(skips),
+                    '<section id="interactive"><h2>Per-layer top-k (interactive)</h2>'
+                    f"{views}</section>",
+                ]
+            )
+            title = f"mmlens report: {trace.text[:60]}"
+            (work / "report.html").write_text(page(title, body, script, STYLE), encoding="utf-8")
+            bar.update()
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out / "report.html"

@@ -1,0 +1,133 @@
+"""`mmlens report`: a complete self-contained page, safe failure modes, and a real browser."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from mmlens import Trace
+from mmlens.cli import main
+from mmlens.report import ReportSettings
+
+SECTIONS = (
+    "Generated text, by critical layer",
+    "Stage summary",
+    "Token probabilities across layers",
+    "Rival words",
+    "Jensen-Shannon divergence",
+    "Stages",
+    "Feature trajectories",
+    "Skip experiments",
+    "Per-layer top-k (interactive)",
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "out"
+    assert (
+        main(["report", "--out", str(out), "--rivals", "green,red", "--max-new-tokens", "40"]) == 0
+    )
+    return out
+
+
+def test_report_has_every_section_and_the_trace(report):
+    page = (report / "report.html").read_text()
+    for title in SECTIONS:
+        assert title in page, title
+    assert page.count('<img class="figure"') == 6  # image + 5 figures
+    assert "unpkg.com" not in page and not re.search(r"<script[^>]+src=", page)
+    trace = Trace.load(report / "trace")
+    assert trace.rival_words == ["green", "red"] and trace.features is not None
+
+
+def test_existing_folder_needs_force(report, capsys):
+    assert main(["report", "--out", str(report), "--max-new-tokens", "2"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+
+
+def test_force_replaces(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert main(["report", "--out", str(out), "--force", "--max-new-tokens", "3"]) == 0
+    assert (out / "report.html").is_file() and not (out / "stale.txt").exists()
+
+
+def test_interrupt_leaves_no_report(tmp_path, monkeypatch, capsys):
+    import mmlens.report.build as build
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build.skip, "skip_plan", interrupted)
+    out = tmp_path / "r"
+    assert main(["report", "--out", str(out), "--max-new-tokens", "3"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.png"], "Image file not found"),
+        (["--model", "no/such-model"], "never downloads"),
+    ],
+)
+def test_user_errors(tmp_path, capsys, args, message):
+    code = main(["report", *args, "--out", str(tmp_path / "r")])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_not_an_image(tmp_path, capsys):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello")
+    assert main(["report", str(fake), "--out", str(tmp_path / "r")]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ReportSettings(max_new_tokens=0)
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(report, tmp_path):
+    """Open the report offline in Chromium: no console errors, every view rendered."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Install Debian's chromium (`apt-get install chromium`); .ci/run does."
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--disable-component-update",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=8000",
+        "--window-size=1300,5000",
+    ]
+    url = (report / "report.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    errors = [
+        line
+        for line in console
+        if re.search(r"Uncaught|Error|Failed", line)
+        and "WebGL" not in line
+        and "GPU stall" not in line
+    ]
+    assert not errors, errors
+    # circuitsvis rendered into its divs (they are empty before its script runs)
+    rendered = re.findall(r'<div id="cv-[0-9a-f]+">(.*?)</div>', dom.stdout, flags=re.S)
+    assert rendered and all(piece.strip() for piece in rendered)
+    assert dom.stdout.count("<img") == 6
+    shot = report / "screenshot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
