@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from mmlens.errors import ConfigError, MMLensError
 from mmlens.inputs import load_image
@@ -14,6 +15,7 @@ from mmlens.trace import Trace
 from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
 
 DEFAULT_PROMPT = "Please describe this image in detail."
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def demo_scene() -> Image.Image:
@@ -105,6 +107,85 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_block_sets(specs: Sequence[str]) -> dict[str, list[int]]:
+    """'name=1,2,5-7' -> {'name': [1, 2, 5, 6, 7]}."""
+    sets = {}
+    for spec in specs:
+        name, _, blocks = spec.rpartition("=")
+        chosen: list[int] = []
+        try:
+            for part in blocks.split(","):
+                first, _, last = part.partition("-")
+                chosen.extend(range(int(first), int(last or first) + 1))
+        except ValueError as error:
+            raise ConfigError(f"--blocks {spec!r}: use NAME=1,2,5-7 (block indices)") from error
+        sets[name or spec] = chosen
+    return sets
+
+
+def _skip(args: argparse.Namespace) -> int:
+    from mmlens.analyses.skip import skip_experiments, skip_html
+    from mmlens.analyses.stages import trace_stages
+    from mmlens.loading import load
+
+    image = load_image(args.image) if args.image else demo_scene()
+    extra = _parse_block_sets(args.blocks or [])
+    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    trace = model.trace(image, args.prompt, max_new_tokens=args.max_new_tokens)
+    stages = trace_stages(trace)
+    print(f"critical layer {stages.critical_layer}; mutation layers {stages.mutation_layers}")
+    table = skip_experiments(
+        model, image, args.prompt, stages=stages, extra=extra, max_new_tokens=args.max_new_tokens
+    )
+    print(
+        table[["name", "skip_blocks", "similarity", "token_edit_distance", "text"]].to_string(
+            index=False
+        )
+    )
+    if args.html:
+        Path(args.html).write_text(skip_html(table), encoding="utf-8")
+        print(f"HTML written to {args.html}")
+    return 0
+
+
+def _trajectories(args: argparse.Namespace) -> int:
+    from mmlens.analyses.stages import layer_groups, summarize_stages, token_stages
+    from mmlens.analyses.trajectories import embed_features, first_token_features, plot_trajectories
+    from mmlens.loading import load
+
+    folder = Path(args.images)
+    if not folder.is_dir():
+        raise ConfigError(f"--images {folder} is not a folder of images.")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 2:
+        raise ConfigError(f"{folder} holds {len(paths)} images; need at least 2.")
+    images = [load_image(path) for path in paths]
+    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    traces = [
+        model.trace(image, args.question, max_new_tokens=1, keep_features=True, progress=False)
+        for image in tqdm(images, desc="images")
+    ]
+    stages = summarize_stages([token_stages(trace) for trace in traces])
+    result = embed_features(
+        first_token_features(traces),
+        layers=traces[0].layers.tolist(),
+        kind="images",
+        groups=layer_groups(traces[0], stages),
+        method=args.method,
+        item_labels=[f"{p.name}: {t.text}" for p, t in zip(paths, traces, strict=True)],
+    )
+    out = Path(args.out)
+    plot_trajectories(result).savefig(out)
+    result.frame.to_csv(out.with_suffix(".csv"), index=False)
+    for path, trace in zip(paths, traces, strict=True):
+        print(f"{path.name}: {trace.text!r}")
+    print(
+        f"{args.method}: trustworthiness {result.trustworthiness:.3f}; wrote {out} and "
+        f"{out.with_suffix('.csv')}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +219,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="mmlens-report", help="output folder")
     report.add_argument("--force", action="store_true", help="replace an existing output folder")
     report.set_defaults(run=_report)
+    skips = commands.add_parser("skip", help="skip experiments (paper Fig. 5) on one image")
+    skips.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
+    skips.add_argument("--model", default="mmlens/shapes")
+    skips.add_argument("--prompt", default=DEFAULT_PROMPT)
+    skips.add_argument("--max-new-tokens", type=int, default=64)
+    skips.add_argument(
+        "--blocks",
+        action="append",
+        metavar="NAME=1,2,5-7",
+        help="an extra set of blocks to skip (repeatable)",
+    )
+    skips.add_argument("--html", help="also write the side-by-side comparison here")
+    skips.add_argument("--device", default="cpu")
+    skips.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    skips.set_defaults(run=_skip)
+    paths = commands.add_parser(
+        "trajectories", help="first-answer-token features across a folder (Fig. 7)"
+    )
+    paths.add_argument("--images", required=True, help="folder of images")
+    paths.add_argument("--question", required=True, help='a one-word question, e.g. "what colour?"')
+    paths.add_argument("--model", default="mmlens/shapes")
+    paths.add_argument("--method", choices=["tsne", "pca", "paper"], default="tsne")
+    paths.add_argument("--out", default="trajectories.png", help="figure path (+ .csv beside it)")
+    paths.add_argument("--device", default="cpu")
+    paths.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    paths.set_defaults(run=_trajectories)
     models = commands.add_parser("models", help="supported families and shipped models")
     models.set_defaults(run=_models)
     return parser

@@ -53,3 +53,57 @@ def test_errors_exit_2_with_one_line(checkpoints, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("mmlens: error: Image file not found")
     assert len(err.splitlines()) == 1
+
+
+def test_skip_command(tmp_path, capsys):
+    html = tmp_path / "skips.html"
+    code = main(
+        [
+            "skip",
+            "--max-new-tokens",
+            "12",
+            "--blocks",
+            "late=6-7",
+            "--blocks",
+            "b0=0",
+            "--html",
+            str(html),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "critical layer" in out
+    assert "late" in out and "b0" in out and html.is_file()
+    assert "(6, 7)" in out
+
+
+def test_skip_command_rejects_bad_block_sets(capsys):
+    assert main(["skip", "--blocks", "x=a-b"]) == 2
+    assert "NAME=1,2,5-7" in capsys.readouterr().err
+
+
+def test_trajectories_command(tmp_path, capsys):
+    import random
+
+    from mmlens.zoo.shapes.scenes import draw_scene, random_scene
+
+    rng = random.Random(0)
+    for index in range(5):
+        draw_scene(random_scene(rng), rng).save(tmp_path / f"scene{index}.png")
+    (tmp_path / "notes.txt").write_text("not an image")  # ignored by suffix
+    out = tmp_path / "map.png"
+    code = main(
+        [
+            "trajectories",
+            "--images",
+            str(tmp_path),
+            "--question",
+            "how many objects are there ?",
+            "--method",
+            "pca",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0 and out.is_file() and out.with_suffix(".csv").is_file()
+    assert "trustworthiness" in capsys.readouterr().out
+    assert main(["trajectories", "--images", str(tmp_path / "none"), "--question", "x"]) == 2
