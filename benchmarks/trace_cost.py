@@ -1,0 +1,295 @@
+"""Tracing a generation vs generating it, and vs the paper's pipeline (issue 6).
+
+    python benchmarks/trace_cost.py [--scale small|llava7b] [--steps 64] [--rounds 2]
+
+Every contender runs in its own fresh subprocess (so peak memory is its own), in interleaved
+rounds, on the same random-weight LLaVA and the same image and prompt; ratios come from one run.
+
+Contenders: (1) HF greedy `generate`; (2) the bare lens work alone (final norm + unembedding +
+softmax + JSD of every layer of every step, on stored last-position residuals); (3) `model.trace`
+and (3f) with `keep_features=True`; (4) the paper's pipeline (HF generate keeping every hidden
+state, then the unembedding of all of them); (5) a naive TransformerLens user
+(`run_with_cache` on the whole sequence at every step, no KV cache; run for `--naive-steps` steps
+and reported per step).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+SCALES = {
+    # vocabulary and image tokens as LLaVA-1.5 (32,064; 576); a language model that runs in
+    # minutes on 2 cores
+    "small": {
+        "d_model": 1024,
+        "n_blocks": 8,
+        "n_heads": 16,
+        "d_mlp": 2816,
+        "d_vision": 256,
+        "vision_blocks": 2,
+    },
+    # LLaVA-1.5-7B shapes (random weights, bf16) for a GPU machine
+    "llava7b": {
+        "d_model": 4096,
+        "n_blocks": 32,
+        "n_heads": 32,
+        "d_mlp": 11008,
+        "d_vision": 1024,
+        "vision_blocks": 24,
+    },
+}
+CONTENDERS = ("hf_generate", "lens_only", "trace", "trace_features", "paper_pipeline", "naive_tl")
+
+
+def build_checkpoint(scale: str, folder: Path) -> Path:
+    """A random LLaVA with LLaVA-1.5's vocabulary size and 576 image tokens."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    from mmlens.zoo.tiny import build_tokenizer
+
+    sizes = SCALES[scale]
+    tokenizer = build_tokenizer()
+    text = LlamaConfig(
+        vocab_size=32064,
+        hidden_size=sizes["d_model"],
+        num_hidden_layers=sizes["n_blocks"],
+        num_attention_heads=sizes["n_heads"],
+        num_key_value_heads=sizes["n_heads"],
+        intermediate_size=sizes["d_mlp"],
+        max_position_embeddings=4096,
+        eos_token_id=-1,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=sizes["d_vision"],
+        intermediate_size=4 * sizes["d_vision"],
+        num_hidden_layers=sizes["vision_blocks"],
+        num_attention_heads=8,
+        image_size=336,
+        patch_size=14,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=3,
+        architectures=["LlavaForConditionalGeneration"],
+    )
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = None
+    model.save_pretrained(folder, safe_serialization=True)
+    LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}
+        ),
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    ).save_pretrained(folder)
+    return folder
+
+
+class RssSampler:
+    """Highest resident memory seen while running, above the level when it started (CPU)."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.baseline = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def extra_mib(self) -> float:
+        return (self.peak - self.baseline) / 2**20
+
+
+def run_contender(
+    name: str, checkpoint: str, steps: int, naive_steps: int, device: str, dtype: str
+) -> dict:
+    """Run one contender in this process; returns seconds and the measured steps."""
+    import numpy as np
+    import torch
+
+    import mmlens
+    from mmlens.lens import adjacent_jsd, entropy, lens_logits, log_probs
+
+    torch.set_grad_enabled(False)
+    model = mmlens.load(checkpoint, device=device, dtype=getattr(torch, dtype))
+    hf = model.adapter.hf_model
+    image = np.random.default_rng(0).integers(0, 255, (336, 336, 3), dtype=np.uint8)
+    inputs = model.prepare(image, "Please describe this image in detail.")
+    kwargs = inputs.model_kwargs()
+    norm, unembed = model.adapter.final_norm(), model.adapter.unembed()
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    residuals = torch.randn(
+        steps, model.n_blocks + 1, model.d_model, dtype=model.dtype, device=model.device
+    )
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    sampler = RssSampler().__enter__()
+    start = time.perf_counter()
+    measured = steps
+    if name == "hf_generate":
+        hf.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False)
+    elif name == "lens_only":
+        for step in range(steps):
+            lp = log_probs(lens_logits(residuals[step], norm, unembed, "normed"))
+            entropy(lp), adjacent_jsd(lp), lp.topk(5, dim=-1)
+    elif name in ("trace", "trace_features"):
+        model.trace(
+            image,
+            "Please describe this image in detail.",
+            max_new_tokens=steps,
+            keep_features=name == "trace_features",
+            progress=False,
+        )
+    elif name == "paper_pipeline":
+        out = hf.generate(
+            **kwargs,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            do_sample=False,
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+        )
+        for per_step in out.hidden_states:  # their code unembeds every kept hidden state
+            stacked = torch.stack([h[0, -1] for h in per_step])
+            p = torch.softmax(unembed(stacked).double(), -1)
+            m = 0.5 * (p[:-1] + p[1:])
+            (p[:-1] * (p[:-1] / m).log()).sum(-1), (p[1:] * (p[1:] / m).log()).sum(-1)
+    elif name == "naive_tl":
+        measured = naive_steps
+        ids = inputs.input_ids
+        for _ in range(naive_steps):
+            logits, cache = model.run_with_cache(
+                inputs=mmlens.ModelInputs(
+                    ids,
+                    torch.ones_like(ids),
+                    inputs.pixel_values,
+                    ids == model.adapter.image_token_id,
+                    inputs.text,
+                )
+            )
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=-1)
+    sync()
+    seconds = time.perf_counter() - start
+    sampler.__exit__()
+    if device.startswith("cuda"):
+        extra = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    else:
+        extra = sampler.extra_mib
+    return {"name": name, "seconds": seconds, "steps": measured, "peak_extra_mib": extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=list(SCALES), default="small")
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--naive-steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        print(
+            json.dumps(
+                run_contender(
+                    args.only,
+                    args.checkpoint,
+                    args.steps,
+                    args.naive_steps,
+                    args.device,
+                    args.dtype,
+                )
+            )
+        )
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = str(build_checkpoint(args.scale, Path(folder)))
+        results: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+        for _ in range(args.rounds):
+            for name in CONTENDERS:
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--only",
+                    name,
+                    "--checkpoint",
+                    checkpoint,
+                    "--steps",
+                    str(args.steps),
+                    "--naive-steps",
+                    str(args.naive_steps),
+                    "--device",
+                    args.device,
+                    "--dtype",
+                    args.dtype,
+                ]
+                line = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                results[name].append(json.loads(line.strip().splitlines()[-1]))
+                print(results[name][-1], flush=True)
+    best = {name: min(r["seconds"] for r in runs) for name, runs in results.items()}
+    peak = {name: max(r["peak_extra_mib"] for r in runs) for name, runs in results.items()}
+    per_step_naive = best["naive_tl"] / args.naive_steps
+    summary = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {args.device}".strip(),
+        "scale": args.scale,
+        "steps": args.steps,
+        "seconds (best of rounds)": best,
+        "peak MiB above the loaded model": peak,
+        "trace / (generate + lens)": best["trace"] / (best["hf_generate"] + best["lens_only"]),
+        "trace_features / (generate + lens)": best["trace_features"]
+        / (best["hf_generate"] + best["lens_only"]),
+        "paper peak / trace peak": peak["paper_pipeline"] / peak["trace"],
+        "naive TL per step / trace per step": per_step_naive / (best["trace"] / args.steps),
+    }
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
