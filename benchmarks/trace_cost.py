@@ -24,85 +24,45 @@ import threading
 import time
 from pathlib import Path
 
+from mmlens.zoo.tiny import TinyLlavaSpec, build_llava, build_tokenizer
+
+# LLaVA-1.5's vocabulary and image input: 336 px in 14 px patches = 576 image tokens
+LLAVA_INPUTS = {"vocab_size": 32064, "image_size": 336, "patch_size": 14, "init_std": 0.02}
+
 SCALES = {
-    # vocabulary and image tokens as LLaVA-1.5 (32,064; 576); a language model that runs in
-    # minutes on 2 cores
-    "small": {
-        "d_model": 1024,
-        "n_blocks": 8,
-        "n_heads": 16,
-        "d_mlp": 2816,
-        "d_vision": 256,
-        "vision_blocks": 2,
-    },
-    # LLaVA-1.5-7B shapes (random weights, bf16) for a GPU machine
-    "llava7b": {
-        "d_model": 4096,
-        "n_blocks": 32,
-        "n_heads": 32,
-        "d_mlp": 11008,
-        "d_vision": 1024,
-        "vision_blocks": 24,
-    },
+    # a language model that runs in minutes on 2 cores
+    "small": TinyLlavaSpec(
+        n_blocks=8,
+        d_model=1024,
+        n_heads=16,
+        n_kv_heads=16,
+        d_mlp=2816,
+        d_vision=256,
+        vision_blocks=2,
+        vision_heads=8,
+        **LLAVA_INPUTS,
+    ),
+    # LLaVA-1.5-7B shapes (random weights; use bf16) for a GPU machine
+    "llava7b": TinyLlavaSpec(
+        n_blocks=32,
+        d_model=4096,
+        n_heads=32,
+        n_kv_heads=32,
+        d_mlp=11008,
+        d_vision=1024,
+        vision_blocks=24,
+        vision_heads=16,
+        **LLAVA_INPUTS,
+    ),
 }
 CONTENDERS = ("hf_generate", "lens_only", "trace", "trace_features", "paper_pipeline", "naive_tl")
 
 
 def build_checkpoint(scale: str, folder: Path) -> Path:
     """A random LLaVA with LLaVA-1.5's vocabulary size and 576 image tokens."""
-    import torch
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
-    from mmlens.zoo.tiny import build_tokenizer
-
-    sizes = SCALES[scale]
-    tokenizer = build_tokenizer()
-    text = LlamaConfig(
-        vocab_size=32064,
-        hidden_size=sizes["d_model"],
-        num_hidden_layers=sizes["n_blocks"],
-        num_attention_heads=sizes["n_heads"],
-        num_key_value_heads=sizes["n_heads"],
-        intermediate_size=sizes["d_mlp"],
-        max_position_embeddings=4096,
-        eos_token_id=-1,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=sizes["d_vision"],
-        intermediate_size=4 * sizes["d_vision"],
-        num_hidden_layers=sizes["vision_blocks"],
-        num_attention_heads=8,
-        image_size=336,
-        patch_size=14,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=3,
-        architectures=["LlavaForConditionalGeneration"],
-    )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = None
+    model, processor = build_llava(SCALES[scale], build_tokenizer())
     model.save_pretrained(folder, safe_serialization=True)
-    LlavaProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}
-        ),
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        image_token="<image>",
-        num_additional_image_tokens=1,
-    ).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
@@ -177,13 +137,13 @@ def run_contender(
             lp = log_probs(lens_logits(residuals[step], norm, unembed, "normed"))
             entropy(lp), adjacent_jsd(lp), lp.topk(5, dim=-1)
     elif name in ("trace", "trace_features"):
-        model.trace(
+        measured = model.trace(
             image,
             "Please describe this image in detail.",
             max_new_tokens=steps,
             keep_features=name == "trace_features",
             progress=False,
-        )
+        ).n_steps  # an end-of-sequence token would stop it early: report what ran
     elif name == "paper_pipeline":
         out = hf.generate(
             **kwargs,

@@ -6,7 +6,6 @@ import torch
 
 from mmlens.errors import CheckpointNotFoundError
 from mmlens.model import HookedLVLM
-from mmlens.offline import disable_runtime_installs
 from mmlens.registry import adapter_for
 from mmlens.zoo import shipped_models
 
@@ -38,7 +37,6 @@ def load(
     name_or_path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> HookedLVLM:
     """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`."""
-    disable_runtime_installs()
     checkpoint = resolve_checkpoint(name_or_path)
     adapter_class = adapter_for(checkpoint)
     adapter = adapter_class.from_directory(checkpoint, device=device, dtype=dtype)

@@ -51,6 +51,8 @@ class TinyLlavaSpec:
     seed: int = 0
     #: Larger than LLaMA's 0.02 so random models have peaked, tie-free next-token distributions.
     init_std: float = 0.15
+    #: Embedding rows; None = the tokenizer's size (more rows only widen the unembedding).
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -103,7 +105,7 @@ def build_llava(
         projection_dim=spec.d_vision,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=spec.vocab_size or len(tokenizer),
         hidden_size=spec.d_model,
         intermediate_size=spec.d_mlp,
         num_hidden_layers=spec.n_blocks,
