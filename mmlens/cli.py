@@ -1,4 +1,4 @@
-"""Command line: `mmlens demo`, `mmlens trace` (save a Trace) and `mmlens models`."""
+"""mmlens from the shell: the HTML report, traces, skip experiments, trajectories, models."""
 
 import argparse
 import sys
@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from mmlens.errors import ConfigError, MMLensError
 from mmlens.inputs import load_image
+from mmlens.model import HookedLVLM
 from mmlens.trace import Trace
 from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
 
@@ -40,9 +41,7 @@ def per_layer_table(trace: Trace, step: int = 0) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mmlens.loading import load
-
-    model = load(args.model)
+    model = _load_model(args)
     trace = model.trace(demo_scene(), args.prompt, max_new_tokens=args.max_new_tokens)
     if not 0 <= args.step < trace.n_steps:
         raise ConfigError(f"--step {args.step}: the generation has steps 0..{trace.n_steps - 1}.")
@@ -69,11 +68,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from mmlens.inputs import load_image
-    from mmlens.loading import load
-
     image = load_image(args.image)  # fail on a bad image before the slow model load
-    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    model = _load_model(args)
     rivals = [word for word in (args.rivals or "").split(",") if word]
     trace = model.trace(
         image,
@@ -89,8 +85,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mmlens.loading import load
-    from mmlens.report import ReportSettings, write_report
+    from mmlens.report import ReportSettings, check_out, write_report
 
     image = load_image(args.image) if args.image else demo_scene()
     settings = ReportSettings(
@@ -100,9 +95,8 @@ def _report(args: argparse.Namespace) -> int:
         lens=args.lens,
     )
     out = Path(args.out)
-    if out.exists() and not args.force:  # fail before the slow model load
-        raise ConfigError(f"{out} already exists; pass --force to replace it.")
-    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    check_out(out, args.force)  # fail before the slow model load
+    model = _load_model(args)
     print(f"Report written to {write_report(model, image, out, settings, force=args.force)}")
     return 0
 
@@ -126,11 +120,10 @@ def _parse_block_sets(specs: Sequence[str]) -> dict[str, list[int]]:
 def _skip(args: argparse.Namespace) -> int:
     from mmlens.analyses.skip import skip_experiments, skip_html
     from mmlens.analyses.stages import trace_stages
-    from mmlens.loading import load
 
     image = load_image(args.image) if args.image else demo_scene()
     extra = _parse_block_sets(args.blocks or [])
-    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    model = _load_model(args)
     trace = model.trace(image, args.prompt, max_new_tokens=args.max_new_tokens)
     stages = trace_stages(trace)
     print(f"critical layer {stages.critical_layer}; mutation layers {stages.mutation_layers}")
@@ -151,7 +144,6 @@ def _skip(args: argparse.Namespace) -> int:
 def _trajectories(args: argparse.Namespace) -> int:
     from mmlens.analyses.stages import layer_groups, summarize_stages, token_stages
     from mmlens.analyses.trajectories import embed_features, first_token_features, plot_trajectories
-    from mmlens.loading import load
 
     folder = Path(args.images)
     if not folder.is_dir():
@@ -160,7 +152,7 @@ def _trajectories(args: argparse.Namespace) -> int:
     if len(paths) < 2:
         raise ConfigError(f"{folder} holds {len(paths)} images; need at least 2.")
     images = [load_image(path) for path in paths]
-    model = load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    model = _load_model(args)
     traces = [
         model.trace(image, args.question, max_new_tokens=1, keep_features=True, progress=False)
         for image in tqdm(images, desc="images")
@@ -186,42 +178,59 @@ def _trajectories(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="mmlens/shapes",
+        help="shipped model name, local checkpoint dir or cached hub id",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="weights dtype (lens statistics are computed in float32 or better)",
+    )
+
+
+def _load_model(args: argparse.Namespace) -> HookedLVLM:
+    from mmlens.loading import load
+
+    return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="trace the shipped model and print a per-layer table")
-    demo.add_argument("--model", default="mmlens/shapes")
+    _add_model_options(demo)
     demo.add_argument("--prompt", default=DEFAULT_PROMPT)
     demo.add_argument("--max-new-tokens", type=int, default=40)
     demo.add_argument("--step", type=int, default=7, help="which generated token to tabulate")
     demo.set_defaults(run=_demo)
     trace = commands.add_parser("trace", help="record a generation layer by layer and save it")
     trace.add_argument("image", help="image file (png, jpg, ...)")
-    trace.add_argument("--model", required=True, help="local checkpoint dir or cached hub id")
+    _add_model_options(trace)
     trace.add_argument("--prompt", default=DEFAULT_PROMPT)
     trace.add_argument("--max-new-tokens", type=int, default=64)
     trace.add_argument("--rivals", help="comma-separated single-token words to follow")
     trace.add_argument("--lens", choices=["normed", "paper"], default="normed")
     trace.add_argument("--keep-features", action="store_true")
-    trace.add_argument("--device", default="cpu")
-    trace.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
     report = commands.add_parser("report", help="write an HTML report of every analysis")
     report.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
-    report.add_argument("--model", default="mmlens/shapes", help="checkpoint dir, hub id or name")
+    _add_model_options(report)
     report.add_argument("--prompt", default=DEFAULT_PROMPT)
     report.add_argument("--max-new-tokens", type=int, default=64)
     report.add_argument("--rivals", help="comma-separated single-token words to follow")
     report.add_argument("--lens", choices=["normed", "paper"], default="normed")
-    report.add_argument("--device", default="cpu")
-    report.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     report.add_argument("--out", default="mmlens-report", help="output folder")
     report.add_argument("--force", action="store_true", help="replace an existing output folder")
     report.set_defaults(run=_report)
     skips = commands.add_parser("skip", help="skip experiments (paper Fig. 5) on one image")
     skips.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
-    skips.add_argument("--model", default="mmlens/shapes")
+    _add_model_options(skips)
     skips.add_argument("--prompt", default=DEFAULT_PROMPT)
     skips.add_argument("--max-new-tokens", type=int, default=64)
     skips.add_argument(
@@ -231,19 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an extra set of blocks to skip (repeatable)",
     )
     skips.add_argument("--html", help="also write the side-by-side comparison here")
-    skips.add_argument("--device", default="cpu")
-    skips.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     skips.set_defaults(run=_skip)
     paths = commands.add_parser(
         "trajectories", help="first-answer-token features across a folder (Fig. 7)"
     )
     paths.add_argument("--images", required=True, help="folder of images")
     paths.add_argument("--question", required=True, help='a one-word question, e.g. "what colour?"')
-    paths.add_argument("--model", default="mmlens/shapes")
+    _add_model_options(paths)
     paths.add_argument("--method", choices=["tsne", "pca", "paper"], default="tsne")
     paths.add_argument("--out", default="trajectories.png", help="figure path (+ .csv beside it)")
-    paths.add_argument("--device", default="cpu")
-    paths.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     paths.set_defaults(run=_trajectories)
     models = commands.add_parser("models", help="supported families and shipped models")
     models.set_defaults(run=_models)

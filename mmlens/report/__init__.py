@@ -1,5 +1,5 @@
 """`mmlens report`: one self-contained HTML page with every analysis of one image and prompt."""
 
-from mmlens.report.build import ReportSettings, write_report
+from mmlens.report.build import ReportSettings, check_out, write_report
 
-__all__ = ["ReportSettings", "write_report"]
+__all__ = ["ReportSettings", "check_out", "write_report"]

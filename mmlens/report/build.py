@@ -44,9 +44,14 @@ class ReportSettings:
 DEFAULT_SETTINGS = ReportSettings()
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
+def check_out(out: Path, force: bool) -> None:
+    """Refuse to overwrite an existing output folder unless `force`."""
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to replace it.")
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary folder
