@@ -17,6 +17,10 @@ def _original(module: nn.Module) -> nn.Module:
     return getattr(module, "original_component", None) or module
 
 
+#: LLaVA-1.5's conversation template; the image token goes inside `prompt`.
+CHAT_TEMPLATE = "USER: {prompt} ASSISTANT:"
+
+
 def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """LLaVA-1.5's `expand2square`: centre the image on a square canvas of `background`."""
     width, height = image.size
@@ -91,7 +95,7 @@ class LlavaAdapter(Adapter):
     def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
         if with_image and self.image_token not in prompt:
             prompt = f"{self.image_token}\n{prompt}"
-        return f"USER: {prompt} ASSISTANT:"
+        return CHAT_TEMPLATE.format(prompt=prompt)
 
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
         if mode == "pad":

@@ -70,7 +70,7 @@ def _models(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     image = load_image(args.image)  # fail on a bad image before the slow model load
     model = _load_model(args)
-    rivals = [word for word in (args.rivals or "").split(",") if word]
+    rivals = _rivals(args)
     trace = model.trace(
         image,
         args.prompt,
@@ -91,7 +91,7 @@ def _report(args: argparse.Namespace) -> int:
     settings = ReportSettings(
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,
-        rivals=tuple(word for word in (args.rivals or "").split(",") if word),
+        rivals=tuple(_rivals(args)),
         lens=args.lens,
     )
     out = Path(args.out)
@@ -193,6 +193,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_generation_options(
+    parser: argparse.ArgumentParser, max_new_tokens: int = 64, lens_and_rivals: bool = False
+) -> None:
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    if lens_and_rivals:
+        parser.add_argument("--rivals", help="comma-separated single-token words to follow")
+        parser.add_argument("--lens", choices=["normed", "paper"], default="normed")
+
+
+def _rivals(args: argparse.Namespace) -> list[str]:
+    """The words of `--rivals dog,sheep`."""
+    return [word for word in (args.rivals or "").split(",") if word]
+
+
 def _load_model(args: argparse.Namespace) -> HookedLVLM:
     from mmlens.loading import load
 
@@ -204,35 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="trace the shipped model and print a per-layer table")
     _add_model_options(demo)
-    demo.add_argument("--prompt", default=DEFAULT_PROMPT)
-    demo.add_argument("--max-new-tokens", type=int, default=40)
+    _add_generation_options(demo, max_new_tokens=40)
     demo.add_argument("--step", type=int, default=7, help="which generated token to tabulate")
     demo.set_defaults(run=_demo)
     trace = commands.add_parser("trace", help="record a generation layer by layer and save it")
     trace.add_argument("image", help="image file (png, jpg, ...)")
     _add_model_options(trace)
-    trace.add_argument("--prompt", default=DEFAULT_PROMPT)
-    trace.add_argument("--max-new-tokens", type=int, default=64)
-    trace.add_argument("--rivals", help="comma-separated single-token words to follow")
-    trace.add_argument("--lens", choices=["normed", "paper"], default="normed")
+    _add_generation_options(trace, lens_and_rivals=True)
     trace.add_argument("--keep-features", action="store_true")
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
     report = commands.add_parser("report", help="write an HTML report of every analysis")
     report.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
     _add_model_options(report)
-    report.add_argument("--prompt", default=DEFAULT_PROMPT)
-    report.add_argument("--max-new-tokens", type=int, default=64)
-    report.add_argument("--rivals", help="comma-separated single-token words to follow")
-    report.add_argument("--lens", choices=["normed", "paper"], default="normed")
+    _add_generation_options(report, lens_and_rivals=True)
     report.add_argument("--out", default="mmlens-report", help="output folder")
     report.add_argument("--force", action="store_true", help="replace an existing output folder")
     report.set_defaults(run=_report)
     skips = commands.add_parser("skip", help="skip experiments (paper Fig. 5) on one image")
     skips.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
     _add_model_options(skips)
-    skips.add_argument("--prompt", default=DEFAULT_PROMPT)
-    skips.add_argument("--max-new-tokens", type=int, default=64)
+    _add_generation_options(skips)
     skips.add_argument(
         "--blocks",
         action="append",

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import LlavaProcessor
 
+from mmlens.adapters.llava import CHAT_TEMPLATE
 from mmlens.zoo.shapes.scenes import draw_scene, random_scene
 from mmlens.zoo.shapes.text import Example, random_example, vocabulary
 from mmlens.zoo.tiny import TinyLlavaSpec, build_llava, build_tokenizer
@@ -40,7 +41,7 @@ SHAPES_SPEC = TinyLlavaSpec(
 
 def chat(prompt: str) -> str:
     """LLaVA-1.5's template, as `HookedLVLM.prepare` builds it."""
-    return f"USER: <image>\n{prompt} ASSISTANT:"
+    return CHAT_TEMPLATE.format(prompt=f"<image>\n{prompt}")
 
 
 def make_batch(
