@@ -19,6 +19,16 @@ def _cache_kwarg(model: nn.Module) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
+def _last_logits_only(model: nn.Module) -> dict[str, int]:
+    """Ask for the last position's logits only, where the model can (as `generate` does).
+
+    Unembedding every prompt position costs a [positions x vocab] matrix (77 MB in float32 for
+    LLaVA's ~600 positions and 32k vocabulary) and its compute; only the last row is used.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+
+
 def greedy_decode(
     model: nn.Module,
     inputs: ModelInputs,
@@ -36,7 +46,7 @@ def greedy_decode(
     attention_mask = inputs.attention_mask
     tokens: list[int] = []
     with torch.inference_mode():
-        output = model(**inputs.model_kwargs(), use_cache=True)
+        output = model(**inputs.model_kwargs(), use_cache=True, **_last_logits_only(model))
         for step in range(max_new_tokens):
             logits = output.logits[0, -1]
             token = int(logits.argmax())

@@ -41,8 +41,9 @@ class LayerRecorder:
 
     def _capture_as(self, name: str) -> Callable[[Tensor, object], None]:
         # Alias hooks report their canonical name, so capture under the name we asked for.
+        # Cloned: a view of the last row would keep the whole [positions x d] activation alive.
         def capture(activation: Tensor, hook: object) -> None:
-            self.captured[name] = activation[0, -1].detach()
+            self.captured[name] = activation[0, -1].detach().clone()
 
         return capture
 
@@ -69,7 +70,8 @@ class LayerRecorder:
         if self.keep_features:
             values["features"] = resid.float()
         for name, value in values.items():
-            self.rows.setdefault(name, []).append(value.cpu().numpy())
+            # A copy: some values are views whose storage is the whole [layer x vocab] matrix.
+            self.rows.setdefault(name, []).append(value.cpu().numpy().copy())
         self.captured.clear()
 
     def arrays(self) -> dict[str, np.ndarray]:

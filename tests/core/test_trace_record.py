@@ -110,3 +110,48 @@ def test_text_only_trace(tiny):
     trace = tiny.trace(None, PROMPT, max_new_tokens=3)
     assert trace.image_span is None and trace.settings["has_image"] is False
     assert trace.n_steps >= 1
+
+
+def test_recorder_holds_no_big_storage(tiny, photo):
+    """Captures and rows own small buffers: views would keep [positions x d] activations and
+    [layer x vocab] matrices alive for the whole generation (memory growing with every step)."""
+    from mmlens.generation import greedy_decode
+    from mmlens.recording import LayerRecorder, resid_hook_names
+
+    recorder = LayerRecorder(
+        resid_hook_names(list(range(tiny.n_blocks))),
+        tiny.adapter.final_norm(),
+        tiny.adapter.unembed(),
+        "normed",
+        top_k=3,
+        rival_ids=[5],
+        keep_features=True,
+    )
+    captured_bytes: list[int] = []
+
+    def inspect_then_record(step, logits, token):
+        captured_bytes.extend(t.untyped_storage().nbytes() for t in recorder.captured.values())
+        recorder.record(step, logits, token)
+
+    inputs = tiny.prepare(photo, PROMPT)
+    with tiny.hooks(recorder.hooks()):
+        greedy_decode(tiny.adapter.hf_model, inputs, 3, (), on_step=inspect_then_record)
+    row_size = tiny.d_model * tiny.dtype.itemsize
+    assert len(captured_bytes) == 3 * (tiny.n_blocks + 1)
+    assert max(captured_bytes) == row_size
+    rows = [row for name_rows in recorder.rows.values() for row in name_rows]
+    assert len(rows) == 3 * len(recorder.rows) and all(row.base is None for row in rows)
+
+
+def test_prefill_unembeds_the_last_position_only(tiny, photo):
+    from mmlens.generation import greedy_decode
+
+    positions: list[int] = []
+    handle = tiny.adapter.hf_model.register_forward_hook(
+        lambda module, args, output: positions.append(output.logits.shape[1])
+    )
+    try:
+        greedy_decode(tiny.adapter.hf_model, tiny.prepare(photo, PROMPT), 2, ())
+    finally:
+        handle.remove()
+    assert positions == [1, 1]
