@@ -1,9 +1,11 @@
 """Two more issue-6 measurements, each side by side in one run.
 
-    python benchmarks/skip_and_tsne.py [--steps 64] [--rounds 2]
+    python benchmarks/skip_and_tsne.py [--scale small|llava7b] [--steps 64] [--rounds 2]
+        [--device cuda --dtype bfloat16]
 
 1. Generation time with k of L blocks skipped vs the full model, against the ideal (L-k)/L
-   (the vision tower, embeddings and unembedding are not skipped, so the ideal is a floor).
+   (the vision tower, embeddings and unembedding are not skipped, so the ideal is a floor),
+   and a least-squares fit time(k) = fixed + (L-k) x per-block that says how much is fixed.
 2. t-SNE of a [256 tokens x 33 layers x d] feature set: mmlens's default (PCA to 50 + t-SNE)
    vs the paper's settings (MaxAbsScaler + t-SNE perplexity 40, lr 200, 2000 iterations):
    time and trustworthiness. Features are synthetic trajectories (tokens diverging from a shared
@@ -25,31 +27,53 @@ from mmlens.generation import greedy_decode
 from mmlens.skipping import skipped_blocks
 
 
-def skip_timings(steps: int, rounds: int) -> dict:
+def skip_timings(
+    steps: int, rounds: int, scale: str, device: str = "cpu", dtype: str = "float32"
+) -> dict:
+    """Generation time with 0, L/4, L/2 and 3L/4 blocks skipped, and a fixed + per-block fit."""
     from trace_cost import build_checkpoint  # same random LLaVA as the main benchmark
 
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as folder:
-        model = mmlens.load(build_checkpoint("small", Path(folder)))
+        checkpoint = build_checkpoint(scale, Path(folder), dtype)
+        model = mmlens.load(checkpoint, device=device, dtype=getattr(torch, dtype))
         image = np.random.default_rng(0).integers(0, 255, (336, 336, 3), dtype=np.uint8)
         inputs = model.prepare(image, "Please describe this image in detail.")
         n = model.n_blocks
-        sets = {0: [], 2: [n - 3, n - 2], 4: list(range(2, 6))}
+
+        def sync() -> None:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        sets = {k: list(range(n // 8, n // 8 + k)) for k in (0, n // 4, n // 2, 3 * n // 4)}
+        greedy_decode(model.adapter.hf_model, inputs, 2, eos_token_ids=())  # warm-up
         best: dict[int, float] = {}
         for _ in range(rounds):
             for k, blocks in sets.items():
+                sync()
                 start = time.perf_counter()
                 with skipped_blocks(model.adapter, blocks):  # what generate(skip_layers=) does,
                     greedy_decode(model.adapter.hf_model, inputs, steps, eos_token_ids=())
+                sync()
                 seconds = time.perf_counter() - start  # ... minus stopping at end-of-sequence
                 best[k] = min(best.get(k, seconds), seconds)
+    # time(k) = fixed + (n - k) * per_block, least squares: what skipping cannot remove
+    per_block, fixed = np.polyfit([n - k for k in sets], [best[k] for k in sets], 1)
     return {
-        f"skip {k} of {n}": {
-            "seconds": best[k],
-            "time vs full": best[k] / best[0],
-            "ideal (L-k)/L": (n - k) / n,
-        }
-        for k in sets
+        "blocks": n,
+        "fixed seconds (never skipped: vision tower, embedding, unembedding, loop)": fixed,
+        "fixed share of the full time": fixed / best[0],
+        "seconds per block": per_block,
+        **{
+            f"skip {k} of {n}": {
+                "blocks skipped": sets[k],
+                "seconds": best[k],
+                "time vs full": best[k] / best[0],
+                "ideal (L-k)/L": (n - k) / n,
+                "fit": (fixed + (n - k) * per_block) / best[0],
+            }
+            for k in sets
+        },
     }
 
 
@@ -78,12 +102,12 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--scale", default="small", help="a scale of trace_cost.py")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
-    print(
-        json.dumps(
-            {"skipping": skip_timings(args.steps, args.rounds), "t-SNE": tsne_timings()}, indent=1
-        )
-    )
+    skipping = skip_timings(args.steps, args.rounds, args.scale, args.device, args.dtype)
+    print(json.dumps({"skipping": skipping, "t-SNE": tsne_timings()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,26 @@
 """Tracing a generation vs generating it, and vs the paper's pipeline (issue 6).
 
-    python benchmarks/trace_cost.py [--scale small|llava7b] [--steps 64] [--rounds 2]
+    python benchmarks/trace_cost.py [--scale small|llava7b|smoke] [--steps 64] [--rounds 2]
 
 Every contender runs in its own fresh subprocess (so peak memory is its own), in interleaved
 rounds, on the same random-weight LLaVA and the same image and prompt; ratios come from one run.
+Each subprocess first generates two tokens (loading kernels and lazy state), then measures.
 
 Contenders: (1) HF greedy `generate`; (2) the bare lens work alone (final norm + unembedding +
 softmax + JSD of every layer of every step, on stored last-position residuals); (3) `model.trace`
-and (3f) with `keep_features=True`; (4) the paper's pipeline (HF generate keeping every hidden
-state, then the unembedding of all of them); (5) a naive TransformerLens user
+and (3f) with `keep_features=True`; (4) the paper's pipeline as the authors' `heatmap.py` runs
+it (HF generate keeping every hidden state, then `lm_head` on all of them: for step 0 on every
+prompt position of all 33 layers, of which the last position is used); (5) a naive
+TransformerLens user
 (`run_with_cache` on the whole sequence at every step, no KV cache; run for `--naive-steps` steps
 and reported per step).
+
+Memory is measured in separate runs after the timed rounds. On CUDA it is the allocator's peak
+above the loaded model. On CPU it is the peak anonymous resident memory (`RssAnon`: tensors, not
+the shared-library pages that first calls page in) above the loaded model, sampled every 1 ms,
+with glibc's mmap threshold fixed at 64 KiB (`MALLOC_MMAP_THRESHOLD_`) so that freed tensors go
+back to the system instead of staying in malloc's heap; that setting slows allocation, which is
+why memory runs are not timed.
 """
 
 import argparse
@@ -30,9 +40,10 @@ from mmlens.zoo.tiny import TinyLlavaSpec, build_llava, build_tokenizer
 LLAVA_INPUTS = {"vocab_size": 32064, "image_size": 336, "patch_size": 14, "init_std": 0.02}
 
 SCALES = {
-    # a language model that runs in minutes on 2 cores
+    # LLaVA-7B's depth (32 blocks, 33 recorded layers) at width 1024: ~470 M parameters,
+    # minutes on 2 CPU cores
     "small": TinyLlavaSpec(
-        n_blocks=8,
+        n_blocks=32,
         d_model=1024,
         n_heads=16,
         n_kv_heads=16,
@@ -54,44 +65,51 @@ SCALES = {
         vision_heads=16,
         **LLAVA_INPUTS,
     ),
+    # seconds: checks that every contender still runs (tests/benchmarks)
+    "smoke": TinyLlavaSpec(),
 }
 CONTENDERS = ("hf_generate", "lens_only", "trace", "trace_features", "paper_pipeline", "naive_tl")
 
 
-def build_checkpoint(scale: str, folder: Path) -> Path:
-    """A random LLaVA with LLaVA-1.5's vocabulary size and 576 image tokens."""
+def build_checkpoint(scale: str, folder: Path, dtype: str = "float32") -> Path:
+    """A random LLaVA with LLaVA-1.5's vocabulary size and 576 image tokens, saved in `dtype`."""
+    import torch
+
     model, processor = build_llava(SCALES[scale], build_tokenizer())
-    model.save_pretrained(folder, safe_serialization=True)
+    model.to(getattr(torch, dtype)).save_pretrained(folder, safe_serialization=True)
     processor.save_pretrained(folder)
     return folder
 
 
-class RssSampler:
-    """Highest resident memory seen while running, above the level when it started (CPU)."""
+class MemorySampler:
+    """Peak anonymous resident memory (CPU) while running, above the level when it started."""
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self.baseline = self._rss()
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval, self._stop = interval, threading.Event()
+        self.baseline = self.peak = self._anonymous()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def _anonymous() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("/proc/self/status has no RssAnon line (Linux only)")
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, self._anonymous())
             time.sleep(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> "MemorySampler":
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = max(self.peak, self._anonymous())
 
     @property
     def extra_mib(self) -> float:
@@ -104,6 +122,7 @@ def run_contender(
     """Run one contender in this process; returns seconds and the measured steps."""
     import numpy as np
     import torch
+    import torch.nn.functional as F
 
     import mmlens
     from mmlens.lens import adjacent_jsd, entropy, lens_logits, log_probs
@@ -123,11 +142,12 @@ def run_contender(
     residuals = torch.randn(
         steps, model.n_blocks + 1, model.d_model, dtype=model.dtype, device=model.device
     )
+    hf.generate(**kwargs, max_new_tokens=2, do_sample=False)  # warm-up, not measured
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
-    sampler = RssSampler().__enter__()
+    sampler = MemorySampler().__enter__()
     start = time.perf_counter()
     measured = steps
     if name == "hf_generate":
@@ -153,11 +173,16 @@ def run_contender(
             output_hidden_states=True,
             return_dict_in_generate=True,
         )
-        for per_step in out.hidden_states:  # their code unembeds every kept hidden state
-            stacked = torch.stack([h[0, -1] for h in per_step])
-            p = torch.softmax(unembed(stacked).double(), -1)
-            m = 0.5 * (p[:-1] + p[1:])
-            (p[:-1] * (p[:-1] / m).log()).sum(-1), (p[1:] * (p[1:] / m).log()).sum(-1)
+        # As the authors' heatmap script does: `lm_head` (no final norm) on every kept hidden
+        # state, at step 0 on all prompt positions of all layers before the last one is taken,
+        # then float64 JSD of adjacent layers with the KL averaged over the vocabulary.
+        for per_step in out.hidden_states:
+            logits = torch.cat([unembed(h) for h in per_step], dim=0)[:, -1].double()
+            for layer in range(len(logits) - 1):
+                pair = logits[layer : layer + 2]
+                mixture = pair.softmax(-1).mean(0)
+                kl = F.kl_div(pair.log_softmax(-1), mixture.expand_as(pair), reduction="none")
+                float(0.5 * kl.mean(-1).sum())
     elif name == "naive_tl":
         measured = naive_steps
         ids = inputs.input_ids
@@ -182,6 +207,16 @@ def run_contender(
     return {"name": name, "seconds": seconds, "steps": measured, "peak_extra_mib": extra}
 
 
+def run_in_subprocess(name: str, checkpoint: str, args: argparse.Namespace, memory: bool) -> dict:
+    """One contender in a fresh interpreter; memory runs fix glibc's mmap threshold (CPU)."""
+    command = [sys.executable, __file__, "--only", name, "--checkpoint", checkpoint]
+    for option in ("steps", "naive_steps", "device", "dtype"):
+        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if memory else None
+    line = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(line.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,6 +227,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--out", type=Path, help="also write the summary to this JSON file")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,31 +246,20 @@ def main() -> None:
         )
         return
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = str(build_checkpoint(args.scale, Path(folder)))
-        results: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+        checkpoint = str(build_checkpoint(args.scale, Path(folder), args.dtype))
+        times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for _ in range(args.rounds):
             for name in CONTENDERS:
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--only",
-                    name,
-                    "--checkpoint",
-                    checkpoint,
-                    "--steps",
-                    str(args.steps),
-                    "--naive-steps",
-                    str(args.naive_steps),
-                    "--device",
-                    args.device,
-                    "--dtype",
-                    args.dtype,
-                ]
-                line = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-                results[name].append(json.loads(line.strip().splitlines()[-1]))
-                print(results[name][-1], flush=True)
-    best = {name: min(r["seconds"] for r in runs) for name, runs in results.items()}
-    peak = {name: max(r["peak_extra_mib"] for r in runs) for name, runs in results.items()}
+                result = run_in_subprocess(name, checkpoint, args, memory=False)
+                times[name].append(result["seconds"])
+                print("time", result, flush=True)
+        peak = {}
+        for name in CONTENDERS:
+            result = run_in_subprocess(name, checkpoint, args, memory=True)
+            peak[name] = result["peak_extra_mib"]
+            print("memory", result, flush=True)
+    best = {name: min(seconds) for name, seconds in times.items()}
+    ideal = best["hf_generate"] + best["lens_only"]
     per_step_naive = best["naive_tl"] / args.naive_steps
     summary = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {args.device}".strip(),
@@ -242,13 +267,15 @@ def main() -> None:
         "steps": args.steps,
         "seconds (best of rounds)": best,
         "peak MiB above the loaded model": peak,
-        "trace / (generate + lens)": best["trace"] / (best["hf_generate"] + best["lens_only"]),
-        "trace_features / (generate + lens)": best["trace_features"]
-        / (best["hf_generate"] + best["lens_only"]),
+        "trace / (generate + lens)": best["trace"] / ideal,
+        "trace_features / (generate + lens)": best["trace_features"] / ideal,
         "paper peak / trace peak": peak["paper_pipeline"] / peak["trace"],
+        "trace peak / generate peak": peak["trace"] / peak["hf_generate"],
         "naive TL per step / trace per step": per_step_naive / (best["trace"] / args.steps),
     }
     print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

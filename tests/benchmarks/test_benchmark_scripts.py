@@ -1,0 +1,56 @@
+"""The benchmark scripts still run every contender, at a tiny scale (nothing here is timed)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _import(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # skip_and_tsne imports trace_cost
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def trace_cost(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _import("trace_cost", monkeypatch)
+
+
+def test_memory_sampler_sees_an_allocation(trace_cost):
+    with trace_cost.MemorySampler() as sampler:
+        block = np.ones(64 * 2**20, dtype=np.uint8)  # touched pages: 64 MiB resident
+        del block
+    assert 60 <= sampler.extra_mib < 200
+
+
+@pytest.mark.slow
+def test_every_contender_runs(trace_cost, tmp_path):
+    checkpoint = str(trace_cost.build_checkpoint("smoke", tmp_path / "smoke"))
+    for name in trace_cost.CONTENDERS:
+        result = trace_cost.run_contender(name, checkpoint, 3, 1, "cpu", "float32")
+        assert result["name"] == name and result["seconds"] > 0
+        if name.startswith("trace"):  # stops early at an end-of-sequence token
+            assert 1 <= result["steps"] <= 3
+        else:
+            assert result["steps"] == (1 if name == "naive_tl" else 3)
+        assert result["peak_extra_mib"] >= 0
+
+
+@pytest.mark.slow
+def test_skip_benchmark_fits_fixed_and_per_block_cost(monkeypatch):
+    skip_and_tsne = _import("skip_and_tsne", monkeypatch)
+    result = skip_and_tsne.skip_timings(3, 1, "smoke")
+    assert result["blocks"] == 4
+    rows = [value for key, value in result.items() if key.startswith("skip ")]
+    assert [row["ideal (L-k)/L"] for row in rows] == [1.0, 0.75, 0.5, 0.25]
+    assert rows[0]["time vs full"] == 1.0
