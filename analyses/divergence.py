@@ -1,37 +1,28 @@
 """Distribution level (paper Fig. 4): Jensen-Shannon divergence between adjacent layers.
 
 The default is the true JSD of the lens distributions (natural log, so at most ln 2; or bits).
-`mode="paper"` reproduces the authors' numbers: their KL is averaged over the vocabulary
-(`kl_div(..., reduction='none').mean(-1)`), i.e. the true JSD divided by the vocabulary size,
-and the heatmap scales each layer-pair column by its maximum absolute value (MaxAbsScaler).
+`mode="paper"` reproduces the authors' numbers: what their code computes in place of the JSD,
+(KL(M||P) + KL(M||Q)) / 2 averaged over the vocabulary (`mmlens.lens.paper_divergence`: their
+`kl_div(log_softmax(layer), M)` is KL(M||layer), the reverse of the JSD's terms), recorded by
+`trace` as `paper_jsd`, with each layer-pair column scaled by its maximum absolute value
+(MaxAbsScaler) as in their heatmap.
 """
 
 import math
 
 import numpy as np
 import pandas as pd
-import torch
 from jaxtyping import Float
 from matplotlib.figure import Figure
 from sklearn.preprocessing import MaxAbsScaler
 from torch import Tensor
 
+from mmlens.errors import TraceFormatError
 from mmlens.lens import jensen_shannon
 from mmlens.trace import Trace
 
 UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2)}
 MODES = ("true", "paper")
-
-
-def paper_jsd(
-    logp: Float[Tensor, "*batch d_vocab"], logq: Float[Tensor, "*batch d_vocab"]
-) -> Float[Tensor, "*batch"]:
-    """The paper code's formula: KL terms averaged (not summed) over the vocabulary."""
-    p, q = logp.double().exp(), logq.double().exp()
-    log_mixture = ((p + q) / 2).log()
-    kl_pm = torch.nn.functional.kl_div(log_mixture, p, reduction="none").mean(-1)
-    kl_qm = torch.nn.functional.kl_div(log_mixture, q, reduction="none").mean(-1)
-    return 0.5 * (kl_pm + kl_qm)
 
 
 def layer_pair_labels(trace: Trace) -> list[str]:
@@ -44,17 +35,23 @@ def jsd_matrix(
 ) -> pd.DataFrame:
     """Tokens (rows, 'step:token') x adjacent layer pairs (columns) of JS divergence.
 
-    `mode="paper"`: true JSD / vocabulary size, then MaxAbsScaler per column (unitless).
+    `mode="paper"`: the paper code's divergence (`trace.paper_jsd`), then MaxAbsScaler per
+    column (unitless).
     """
     if unit not in UNITS:
         raise ValueError(f"unit={unit!r}; choose one of {tuple(UNITS)}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {MODES}")
-    values = trace.jsd[: n_tokens or trace.n_steps, :-1].astype(np.float64)
+    rows = slice(0, n_tokens or trace.n_steps)
     if mode == "paper":
-        values = MaxAbsScaler().fit_transform(values / float(trace.settings["d_vocab"]))
+        if trace.paper_jsd is None:
+            raise TraceFormatError(
+                "This trace has no paper_jsd (it predates it or was built by hand); "
+                "trace again for mode='paper'."
+            )
+        values = MaxAbsScaler().fit_transform(trace.paper_jsd[rows, :-1].astype(np.float64))
     else:
-        values = values * UNITS[unit]
+        values = trace.jsd[rows, :-1].astype(np.float64) * UNITS[unit]
     index = [f"{step}:{token}" for step, token in enumerate(trace.tokens[: len(values)])]
     return pd.DataFrame(values, index=index, columns=layer_pair_labels(trace))
 
@@ -78,7 +75,7 @@ def plot_jsd_heatmap(
     axis.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=90, fontsize=6)
     axis.set_yticks(range(len(matrix)), matrix.index, fontsize=6)
     axis.set_xlabel("adjacent layers (0 = embeddings)")
-    label = "JSD / vocab, column-scaled (paper mode)" if mode == "paper" else f"JSD ({unit})"
+    label = "paper's divergence, column-scaled" if mode == "paper" else f"JSD ({unit})"
     figure.colorbar(image, ax=axis, label=label)
     return figure
 

@@ -6,6 +6,7 @@ dtype the model runs in.
 """
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 Lens = Literal["normed", "paper"]
 LENSES: tuple[str, ...] = ("normed", "paper")
 LN2 = math.log(2.0)
+Divergence = Callable[[Tensor, Tensor], Tensor]
 
 
 def lens_logits(
@@ -63,7 +65,24 @@ def jensen_shannon(
     return (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
 
 
-def adjacent_jsd(logprobs: Float[Tensor, "layer d_vocab"]) -> Float[Tensor, " layer"]:
-    """JSD between each layer and the next; the last entry is NaN (there is no next layer)."""
-    jsd = jensen_shannon(logprobs[:-1], logprobs[1:])
-    return torch.cat([jsd, jsd.new_full((1,), math.nan)])
+def paper_divergence(
+    logp: Float[Tensor, "*batch d_vocab"], logq: Float[Tensor, "*batch d_vocab"]
+) -> Float[Tensor, "*batch"]:
+    """What the paper's code reports as JSD: (KL(M||P) + KL(M||Q)) / 2, averaged over vocabulary.
+
+    Their `kl_div(log_softmax(layer), M)` is KL(M||layer), the reverse of the JSD's KL(layer||M),
+    and `.mean(-1)` divides the sum by the vocabulary size. Float64 like theirs; unlike the JSD it
+    is unbounded (infinite where one distribution is exactly 0 and the other is not).
+    """
+    logp, logq = logp.double(), logq.double()
+    logm = torch.logaddexp(logp, logq) - LN2
+    terms = torch.where(logm > -math.inf, logm.exp() * (logm - 0.5 * (logp + logq)), 0.0)
+    return terms.mean(dim=-1)
+
+
+def adjacent_jsd(
+    logprobs: Float[Tensor, "layer d_vocab"], divergence: Divergence = jensen_shannon
+) -> Float[Tensor, " layer"]:
+    """JSD (or `divergence`) between each layer and the next; the last entry is NaN."""
+    values = divergence(logprobs[:-1], logprobs[1:])
+    return torch.cat([values, values.new_full((1,), math.nan)])

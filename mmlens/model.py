@@ -269,7 +269,8 @@ class HookedLVLM:
         """Generate greedily and record, at each step's predicting position, every layer's lens.
 
         Per step and layer: log-prob of the generated token, top-k ids and probs, entropy, JSD
-        to the next recorded layer (nats) and log-probs of `rivals` (single-token words or ids);
+        to the next recorded layer (nats; and the paper code's divergence, see
+        `lens.paper_divergence`) and log-probs of `rivals` (single-token words or ids);
         with `keep_features`, the residual vectors too. Nothing of size layers x vocab is kept.
         """
         _check_max_new_tokens(max_new_tokens)
@@ -319,6 +320,7 @@ class HookedLVLM:
             logprob=arrays["logprob"],
             entropy=arrays["entropy"],
             jsd=arrays["jsd"],
+            paper_jsd=arrays["paper_jsd"],
             topk_ids=topk_ids,
             topk_probs=arrays["topk_probs"],
             topk_tokens=np.asarray(

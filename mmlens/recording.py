@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from mmlens.lens import Lens, adjacent_jsd, entropy, lens_logits, log_probs
+from mmlens.lens import Lens, adjacent_jsd, entropy, lens_logits, log_probs, paper_divergence
 
 
 def resid_hook_names(kept_blocks: list[int]) -> list[str]:
@@ -60,6 +60,7 @@ class LayerRecorder:
             "logprob": layer_logprobs[:, token],
             "entropy": entropy(layer_logprobs),
             "jsd": adjacent_jsd(layer_logprobs),
+            "paper_jsd": adjacent_jsd(layer_logprobs, paper_divergence),
             "topk_ids": top.indices,
             "topk_probs": top.values.exp(),
             "rival_logprobs": layer_logprobs[:, self.rival_ids],

@@ -30,6 +30,7 @@ _ARRAYS = (
     "rank",
     "top1_logprobs",
     "features",
+    "paper_jsd",
 )
 
 
@@ -42,6 +43,8 @@ class Trace:
     `layers[i]` gives the token generated at step `s`, and `rank[s, i]` its rank there (0 = top-1).
     `top1_logprobs[s, j, i]` is the log-probability layer `layers[i]` gives to the top-1 token of
     layer `layers[j]` (`topk_ids[s, j, 0]`): the paper's candidate tokens, followed at every layer.
+    `paper_jsd` is what the paper's code computes in place of `jsd` (`lens.paper_divergence`);
+    None in traces that do not record it.
     """
 
     prompt: str
@@ -64,6 +67,7 @@ class Trace:
     top1_logprobs: Float[np.ndarray, "step layer layer"]
     image_span: tuple[int, int] | None = None
     features: Float[np.ndarray, "step layer d_model"] | None = None
+    paper_jsd: Float[np.ndarray, "step layer"] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +86,8 @@ class Trace:
             raise TraceFormatError(f"rival_logprobs has shape {self.rival_logprobs.shape}.")
         if self.top1_logprobs.shape != (n_steps, n_layers, n_layers):
             raise TraceFormatError(f"top1_logprobs has shape {self.top1_logprobs.shape}.")
+        if self.paper_jsd is not None and self.paper_jsd.shape != (n_steps, n_layers):
+            raise TraceFormatError(f"paper_jsd has shape {self.paper_jsd.shape}.")
         if self.features is not None and self.features.shape[:2] != (n_steps, n_layers):
             raise TraceFormatError(f"features have shape {self.features.shape}.")
 

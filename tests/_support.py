@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import LlavaForConditionalGeneration
 
 from mmlens.trace import Trace
@@ -25,6 +26,16 @@ def load_hf(path: Path) -> LlavaForConditionalGeneration:
     """The Hugging Face reference model, with the same (eager) attention kernel as the bridge."""
     model = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
     return model.eval()
+
+
+def paper_code_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """The divergence the paper's heatmap script computes, written the way it computes it:
+    softmax mixture M, `kl_div(log_softmax(layer), M).mean(-1)` per layer, halved sum."""
+    p, q = torch.from_numpy(np.asarray(logp)).double(), torch.from_numpy(np.asarray(logq)).double()
+    mixture = 0.5 * (p.softmax(-1) + q.softmax(-1))
+    kl_p = torch.nn.functional.kl_div(p.log_softmax(-1), mixture, reduction="none").mean(-1)
+    kl_q = torch.nn.functional.kl_div(q.log_softmax(-1), mixture, reduction="none").mean(-1)
+    return (0.5 * (kl_p + kl_q)).numpy()
 
 
 def trace_from_logprobs(
@@ -51,6 +62,8 @@ def trace_from_logprobs(
     for step in range(n_steps):
         for layer in range(n_layers - 1):
             jsd[step, layer] = jensenshannon(probs[step, layer], probs[step, layer + 1]) ** 2
+    paper_jsd = np.full((n_steps, n_layers), np.nan)
+    paper_jsd[:, :-1] = paper_code_divergence(logprobs[:, :-1], logprobs[:, 1:])
     steps = np.arange(n_steps)
     chosen = logprobs[steps, :, token_ids]
     rivals = rivals or {}
@@ -66,6 +79,7 @@ def trace_from_logprobs(
         logprob=chosen.astype(np.float32),
         entropy=-(probs * logprobs).sum(-1).astype(np.float32),
         jsd=jsd,
+        paper_jsd=paper_jsd,
         topk_ids=topk_ids.astype(np.int64),
         topk_probs=np.take_along_axis(probs, topk_ids, -1).astype(np.float32),
         topk_tokens=np.vectorize(lambda i: f"w{i}")(topk_ids).astype(str),

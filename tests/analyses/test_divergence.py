@@ -1,20 +1,22 @@
 """JSD analysis against scipy, the paper's formula and sklearn's MaxAbsScaler."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
-from _support import staged_logprobs, trace_from_logprobs
+from _support import paper_code_divergence, staged_logprobs, trace_from_logprobs
 from scipy.spatial.distance import jensenshannon as scipy_js
 
 from mmlens.analyses.divergence import (
     jsd_between,
     jsd_matrix,
     mean_jsd_profile,
-    paper_jsd,
     plot_jsd_heatmap,
 )
+from mmlens.errors import TraceFormatError
+from mmlens.lens import paper_divergence
 
 
 def _logprobs(seed: int, scale: float, shape=(5, 300)) -> torch.Tensor:
@@ -48,9 +50,17 @@ def test_low_precision_inputs(dtype):
     torch.testing.assert_close(result, jsd_between(p.double(), q.double()))
 
 
-def test_paper_formula_is_true_jsd_over_vocabulary_size():
-    p, q = _logprobs(6, 2.0), _logprobs(7, 2.0)
-    torch.testing.assert_close(paper_jsd(p, q), jsd_between(p, q) / p.shape[-1])
+def test_paper_divergence_is_their_reverse_kl_formula_not_jsd():
+    p, q = (_logprobs(seed, 2.0).double().log_softmax(-1) for seed in (6, 7))
+    paper = paper_divergence(p, q)
+    np.testing.assert_allclose(paper.numpy(), paper_code_divergence(p, q), rtol=1e-12)
+    # KL(M||P) is not KL(P||M): their number is not the JSD over the vocabulary size ...
+    jsd_over_vocab = jsd_between(p, q) / p.shape[-1]
+    assert not torch.allclose(paper, jsd_over_vocab, rtol=1e-3)
+    # ... and is unbounded: a token one layer rules out entirely makes it infinite.
+    p_zero = p.clone()
+    p_zero[0, 0] = -math.inf
+    assert torch.isinf(paper_divergence(p_zero, q)[0]) and jsd_between(p_zero, q)[0] < math.log(2)
 
 
 def test_matrix_true_and_paper_modes():
@@ -61,9 +71,11 @@ def test_matrix_true_and_paper_modes():
     np.testing.assert_allclose(true.to_numpy(), trace.jsd[:, :-1])
     np.testing.assert_allclose(jsd_matrix(trace, unit="bits").to_numpy(), true / math.log(2))
     paper = jsd_matrix(trace, mode="paper").to_numpy()
-    reference = true.to_numpy() / trace.settings["d_vocab"]
+    reference = trace.paper_jsd[:, :-1]
     np.testing.assert_allclose(paper, reference / np.abs(reference).max(axis=0), rtol=1e-12)
     assert np.allclose(np.abs(paper).max(axis=0), 1)
+    with pytest.raises(TraceFormatError, match="paper_jsd"):
+        jsd_matrix(dataclasses.replace(trace, paper_jsd=None), mode="paper")
     assert jsd_matrix(trace, n_tokens=2).shape == (2, 8)
     assert mean_jsd_profile(trace).shape == (8,)
     with pytest.raises(ValueError, match="unit"):

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from _support import load_hf
+from _support import load_hf, paper_code_divergence
 from scipy.spatial.distance import jensenshannon
 
 import mmlens
@@ -67,6 +67,9 @@ def test_trace_matches_hf_hidden_states(hf_run, photo, lens):
     )
     np.testing.assert_allclose(trace.jsd[:, :-1], expected_jsd, atol=1e-6, rtol=0)
     assert np.isnan(trace.jsd[:, -1]).all()
+    expected_paper = paper_code_divergence(reference[:, :-1], reference[:, 1:])
+    np.testing.assert_allclose(trace.paper_jsd[:, :-1], expected_paper, rtol=1e-4, atol=1e-12)
+    assert np.isnan(trace.paper_jsd[:, -1]).all()
     entropy = -(probs * reference).sum(-1)
     np.testing.assert_allclose(trace.entropy, entropy, atol=1e-4)
     top1 = reference.argmax(-1)  # [step, layer]
