@@ -6,7 +6,6 @@ dtype the model runs in.
 """
 
 import math
-from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -16,7 +15,6 @@ from torch import Tensor, nn
 Lens = Literal["normed", "paper"]
 LENSES: tuple[str, ...] = ("normed", "paper")
 LN2 = math.log(2.0)
-Divergence = Callable[[Tensor, Tensor], Tensor]
 
 
 def lens_logits(
@@ -50,19 +48,39 @@ def entropy(logprobs: Float[Tensor, "*batch d_vocab"]) -> Float[Tensor, "*batch"
     return -(logprobs.exp() * logprobs).sum(dim=-1)
 
 
+def _mixture_terms(
+    logp: Float[Tensor, "*batch d_vocab"], logq: Float[Tensor, "*batch d_vocab"]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """P, Q, M = (P + Q) / 2 and log(P / M), log(Q / M), from float64 log-probabilities.
+
+    M is summed in linear space (float64 loses only terms below e^-745); the differences keep
+    the log-probabilities themselves, so a token one layer rules out gives -inf, not NaN.
+    """
+    p, q = logp.exp(), logq.exp()
+    mixture = 0.5 * (p + q)
+    log_mixture = mixture.log()
+    same = logp == logq  # exactly 0 there: identical distributions have divergence 0, not 1e-17
+    log_pm = torch.where(same, 0.0, logp - log_mixture)
+    log_qm = torch.where(same, 0.0, logq - log_mixture)
+    return p, q, mixture, log_pm, log_qm
+
+
+def _jsd(p: Tensor, q: Tensor, log_pm: Tensor, log_qm: Tensor) -> Tensor:
+    terms = torch.where(p > 0, p * log_pm, 0.0) + torch.where(q > 0, q * log_qm, 0.0)
+    return (0.5 * terms.sum(dim=-1)).clamp(0.0, LN2)
+
+
+def _paper(mixture: Tensor, log_pm: Tensor, log_qm: Tensor) -> Tensor:
+    # (KL(M||P) + KL(M||Q)) / 2 = -sum(M * (log P/M + log Q/M)) / 2, then / vocabulary size
+    return -0.5 * torch.where(mixture > 0, mixture * (log_pm + log_qm), 0.0).mean(dim=-1)
+
+
 def jensen_shannon(
     logp: Float[Tensor, "*batch d_vocab"], logq: Float[Tensor, "*batch d_vocab"]
 ) -> Float[Tensor, "*batch"]:
-    """Jensen-Shannon divergence in nats (bounded by ln 2), computed in float64.
-
-    The mixture M = (P + Q) / 2 is formed in log space, so tiny probabilities neither
-    underflow nor produce NaN.
-    """
-    logp, logq = logp.double(), logq.double()
-    logm = torch.logaddexp(logp, logq) - LN2
-    kl_pm = torch.where(logp > -math.inf, logp.exp() * (logp - logm), 0.0).sum(dim=-1)
-    kl_qm = torch.where(logq > -math.inf, logq.exp() * (logq - logm), 0.0).sum(dim=-1)
-    return (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
+    """Jensen-Shannon divergence in nats (bounded by ln 2), computed in float64."""
+    p, q, _, log_pm, log_qm = _mixture_terms(logp.double(), logq.double())
+    return _jsd(p, q, log_pm, log_qm)
 
 
 def paper_divergence(
@@ -74,15 +92,23 @@ def paper_divergence(
     and `.mean(-1)` divides the sum by the vocabulary size. Float64 like theirs; unlike the JSD it
     is unbounded (infinite where one distribution is exactly 0 and the other is not).
     """
-    logp, logq = logp.double(), logq.double()
-    logm = torch.logaddexp(logp, logq) - LN2
-    terms = torch.where(logm > -math.inf, logm.exp() * (logm - 0.5 * (logp + logq)), 0.0)
-    return terms.mean(dim=-1)
+    _, _, mixture, log_pm, log_qm = _mixture_terms(logp.double(), logq.double())
+    return _paper(mixture, log_pm, log_qm)
 
 
-def adjacent_jsd(
-    logprobs: Float[Tensor, "layer d_vocab"], divergence: Divergence = jensen_shannon
-) -> Float[Tensor, " layer"]:
-    """JSD (or `divergence`) between each layer and the next; the last entry is NaN."""
-    values = divergence(logprobs[:-1], logprobs[1:])
+def adjacent_jsd(logprobs: Float[Tensor, "layer d_vocab"]) -> Float[Tensor, " layer"]:
+    """JSD between each layer and the next; the last entry is NaN (there is no next layer)."""
+    return _pad_nan(jensen_shannon(logprobs[:-1], logprobs[1:]))
+
+
+def adjacent_divergences(
+    logprobs: Float[Tensor, "layer d_vocab"],
+) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"]]:
+    """`adjacent_jsd` and the paper's divergence between the same layers, in one float64 pass."""
+    logprobs = logprobs.double()
+    p, q, mixture, log_pm, log_qm = _mixture_terms(logprobs[:-1], logprobs[1:])
+    return _pad_nan(_jsd(p, q, log_pm, log_qm)), _pad_nan(_paper(mixture, log_pm, log_qm))
+
+
+def _pad_nan(values: Tensor) -> Tensor:
     return torch.cat([values, values.new_full((1,), math.nan)])

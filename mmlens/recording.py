@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from mmlens.lens import Lens, adjacent_jsd, entropy, lens_logits, log_probs, paper_divergence
+from mmlens.lens import Lens, adjacent_divergences, entropy, lens_logits, log_probs
 
 
 def resid_hook_names(kept_blocks: list[int]) -> list[str]:
@@ -56,11 +56,12 @@ class LayerRecorder:
         resid = self.residual_stack()
         layer_logprobs = log_probs(lens_logits(resid, self.final_norm, self.unembed, self.lens))
         top = layer_logprobs.topk(self.top_k, dim=-1)
+        jsd, paper_jsd = adjacent_divergences(layer_logprobs)
         values = {
             "logprob": layer_logprobs[:, token],
             "entropy": entropy(layer_logprobs),
-            "jsd": adjacent_jsd(layer_logprobs),
-            "paper_jsd": adjacent_jsd(layer_logprobs, paper_divergence),
+            "jsd": jsd,
+            "paper_jsd": paper_jsd,
             "topk_ids": top.indices,
             "topk_probs": top.values.exp(),
             "rival_logprobs": layer_logprobs[:, self.rival_ids],

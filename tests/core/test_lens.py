@@ -7,7 +7,14 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from mmlens.lens import adjacent_jsd, entropy, jensen_shannon, log_probs
+from mmlens.lens import (
+    adjacent_divergences,
+    adjacent_jsd,
+    entropy,
+    jensen_shannon,
+    log_probs,
+    paper_divergence,
+)
 
 
 def _random_logits(seed: int, shape=(6, 500), scale=3.0) -> torch.Tensor:
@@ -43,6 +50,16 @@ def test_half_precision_inputs_are_promoted(dtype):
     assert not torch.isnan(jsd[:-1]).any() and torch.isnan(jsd[-1])
     reference = adjacent_jsd(log_probs(logits.double()))
     torch.testing.assert_close(jsd[:-1], reference[:-1], atol=1e-6, rtol=1e-4)
+
+
+def test_adjacent_divergences_in_one_pass_equal_the_pairwise_functions():
+    logp = log_probs(_random_logits(5, scale=40.0))
+    logp[2, :7] = -math.inf  # tokens one layer rules out
+    jsd, paper = adjacent_divergences(logp)
+    torch.testing.assert_close(jsd, adjacent_jsd(logp), equal_nan=True, rtol=0, atol=1e-15)
+    expected_paper = paper_divergence(logp[:-1], logp[1:])
+    torch.testing.assert_close(paper[:-1], expected_paper, rtol=1e-14, atol=0)
+    assert torch.isnan(paper[-1]) and torch.isinf(paper[1:3]).all() and paper[3:-1].isfinite().all()
 
 
 def test_entropy_of_uniform_is_log_n():
