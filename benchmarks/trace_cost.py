@@ -53,7 +53,7 @@ SCALES = {
         vision_heads=8,
         **LLAVA_INPUTS,
     ),
-    # LLaVA-1.5-7B shapes (random weights; use bf16) for a GPU machine
+    # LLaVA-1.5-7B shapes, 7.06 B parameters (random weights; use bf16) for a GPU machine
     "llava7b": TinyLlavaSpec(
         n_blocks=32,
         d_model=4096,
@@ -61,6 +61,7 @@ SCALES = {
         n_kv_heads=32,
         d_mlp=11008,
         d_vision=1024,
+        d_vision_mlp=4096,
         vision_blocks=24,
         vision_heads=16,
         **LLAVA_INPUTS,

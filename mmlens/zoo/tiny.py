@@ -53,6 +53,8 @@ class TinyLlavaSpec:
     init_std: float = 0.15
     #: Embedding rows; None = the tokenizer's size (more rows only widen the unembedding).
     vocab_size: int | None = None
+    #: The vision tower's MLP width; None = 2 x d_vision (CLIP-L's is 4 x: 4096 for 1024).
+    d_vision_mlp: int | None = None
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -97,7 +99,7 @@ def build_llava(
     """A randomly initialised LLaVA of these sizes, and its processor."""
     vision = CLIPVisionConfig(
         hidden_size=spec.d_vision,
-        intermediate_size=2 * spec.d_vision,
+        intermediate_size=spec.d_vision_mlp or 2 * spec.d_vision,
         num_hidden_layers=spec.vision_blocks,
         num_attention_heads=spec.vision_heads,
         image_size=spec.image_size,

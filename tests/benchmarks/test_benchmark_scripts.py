@@ -33,11 +33,23 @@ def test_memory_sampler_sees_an_allocation(trace_cost):
     assert 60 <= sampler.extra_mib < 200
 
 
+def test_llava7b_scale_has_llava_1_5_7b_parameter_count(trace_cost):
+    import torch
+
+    from mmlens.zoo.tiny import build_llava, build_tokenizer
+
+    with torch.device("meta"):  # shapes only, no memory
+        model, _ = build_llava(trace_cost.SCALES["llava7b"], build_tokenizer())
+    # Vicuna-7B with 32,064 rows 6.739 B + CLIP ViT-L/14-336 0.304 B + projector 0.021 B
+    assert sum(p.numel() for p in model.parameters()) == 7_063_427_072
+
+
 @pytest.mark.slow
-def test_every_contender_runs(trace_cost, tmp_path):
-    checkpoint = str(trace_cost.build_checkpoint("smoke", tmp_path / "smoke"))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_every_contender_runs(trace_cost, tmp_path, dtype):
+    checkpoint = str(trace_cost.build_checkpoint("smoke", tmp_path / "smoke", dtype))
     for name in trace_cost.CONTENDERS:
-        result = trace_cost.run_contender(name, checkpoint, 3, 1, "cpu", "float32")
+        result = trace_cost.run_contender(name, checkpoint, 3, 1, "cpu", dtype)
         assert result["name"] == name and result["seconds"] > 0
         if name.startswith("trace"):  # stops early at an end-of-sequence token
             assert 1 <= result["steps"] <= 3
