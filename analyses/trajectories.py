@@ -7,11 +7,14 @@ one-word VQA answers over many images). Methods:
 * `"tsne"` (default): PCA to at most 50 dimensions, then seeded t-SNE (deterministic);
 * `"pca"`: the first two principal components;
 * `"paper"`: the authors' settings: embedding layer dropped, MaxAbsScaler, t-SNE with perplexity 40
-  (one image; 35 for many images), learning rate 200, 2000 iterations, random_state 0.
+  (one image; 35 for many images), learning rate 200, 2000 iterations, random_state 0. Their
+  features are HF `hidden_states`, whose last layer is final-normed: traces made with
+  `lens="paper"` record them so (others keep the raw residual, and `trace_trajectories` warns).
 
 Every map reports scikit-learn's trustworthiness (how well local neighbourhoods are kept, 1 = all).
 """
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +131,12 @@ def trace_trajectories(
     """`embed_features` of one trace's token features (paper Fig. 6)."""
     if trace.features is None:
         raise ValueError("The trace has no features; trace with keep_features=True.")
+    if kwargs.get("method") == "paper" and trace.settings.get("lens") != "paper":
+        warnings.warn(
+            "method='paper' on a trace made without lens='paper': its last layer is the raw "
+            "residual, while the paper's was final-normed (HF hidden_states[-1]).",
+            stacklevel=2,
+        )
     return embed_features(
         trace.features,
         layers=trace.layers.tolist(),

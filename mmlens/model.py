@@ -271,7 +271,8 @@ class HookedLVLM:
         Per step and layer: log-prob of the generated token, top-k ids and probs, entropy, JSD
         to the next recorded layer (nats; and the paper code's divergence, see
         `lens.paper_divergence`) and log-probs of `rivals` (single-token words or ids);
-        with `keep_features`, the residual vectors too. Nothing of size layers x vocab is kept.
+        with `keep_features`, the residual vectors too (with `lens="paper"` the last one
+        final-normed, as in HF `hidden_states`). Nothing of size layers x vocab is kept.
         """
         _check_max_new_tokens(max_new_tokens)
         if lens not in LENSES:

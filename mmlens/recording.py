@@ -70,11 +70,18 @@ class LayerRecorder:
             "top1_logprobs": layer_logprobs[:, top.indices[:, 0]].T,
         }
         if self.keep_features:
-            values["features"] = resid.float()
+            values["features"] = self._features(resid).float()
         for name, value in values.items():
             # A copy: some values are views whose storage is the whole [layer x vocab] matrix.
             self.rows.setdefault(name, []).append(value.cpu().numpy().copy())
         self.captured.clear()
+
+    def _features(self, resid: Tensor) -> Tensor:
+        """Raw residuals; with the paper lens, HF `hidden_states` (the last layer final-normed),
+        which is what the paper's t-SNE embedded."""
+        if self.lens != "paper":
+            return resid
+        return torch.cat([resid[:-1], self.final_norm(resid[-1:]).to(resid.dtype)])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Stack the steps: every array gets a leading `step` axis."""

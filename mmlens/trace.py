@@ -44,7 +44,8 @@ class Trace:
     `top1_logprobs[s, j, i]` is the log-probability layer `layers[i]` gives to the top-1 token of
     layer `layers[j]` (`topk_ids[s, j, 0]`): the paper's candidate tokens, followed at every layer.
     `paper_jsd` is what the paper's code computes in place of `jsd` (`lens.paper_divergence`);
-    None in traces that do not record it.
+    None in traces that do not record it. `features` are the residual vectors, except that
+    traces made with the paper lens final-norm the last layer, as HF `hidden_states[-1]` is.
     """
 
     prompt: str

@@ -1,5 +1,7 @@
 """Feature maps: PCA against numpy's SVD, seeded t-SNE, the paper's settings, planted structure."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.manifold import TSNE
@@ -74,3 +76,16 @@ def test_maps_from_real_traces(tiny, photo, wide_photo, tmp_path):
     plot_trajectories(pca).savefig(tmp_path / "images.png")
     with pytest.raises(ValueError, match="keep_features"):
         first_token_features([tiny.trace(photo, "what ?", max_new_tokens=1)])
+
+
+def test_paper_method_warns_on_a_trace_without_the_paper_lens(tiny, photo):
+    normed = tiny.trace(photo, "describe the image .", max_new_tokens=6, keep_features=True)
+    with pytest.warns(UserWarning, match="final-normed"):
+        trace_trajectories(normed, method="paper", perplexity=5.0)
+    paper = tiny.trace(
+        photo, "describe the image .", max_new_tokens=6, keep_features=True, lens="paper"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = trace_trajectories(paper, method="paper", perplexity=5.0)
+    assert 0 not in set(result.frame.layer)  # the embedding output is dropped, as theirs

@@ -83,14 +83,18 @@ def test_trace_matches_hf_hidden_states(hf_run, photo, lens):
     )
 
 
-def test_trace_features_are_hf_hidden_states(hf_run, photo):
+@pytest.mark.parametrize("lens", ["normed", "paper"])
+def test_trace_features_are_hf_hidden_states(hf_run, photo, lens):
     model, hf, out = hf_run
-    trace = model.trace(photo, PROMPT, max_new_tokens=4, keep_features=True)
+    trace = model.trace(photo, PROMPT, max_new_tokens=4, keep_features=True, lens=lens)
     assert trace.features.shape == (trace.n_steps, model.n_blocks + 1, model.d_model)
     for step in range(trace.n_steps):
         hidden = out.hidden_states[step]
-        for layer in range(model.n_blocks):  # the last HF entry is normed, ours is raw
+        for layer in range(model.n_blocks):
             np.testing.assert_allclose(trace.features[step, layer], hidden[layer][0, -1], atol=1e-5)
+        # HF's last entry is final-normed: so is the paper lens's, the default keeps it raw
+        last_normed = np.allclose(trace.features[step, -1], hidden[-1][0, -1], atol=1e-5)
+        assert last_normed == (lens == "paper")
 
 
 def _hf_without_blocks(hf, skip: list[int]):
