@@ -34,12 +34,21 @@ PAPER_TSNE = {"learning_rate": 200.0, "max_iter": 2000, "random_state": 0}
 PAPER_PERPLEXITY = {"tokens": 40.0, "images": 35.0}
 
 
-def first_token_features(traces: Sequence[Trace]) -> Float[np.ndarray, "item layer d_model"]:
-    """The first generated token's features of each trace (all must have `keep_features`)."""
+def first_token_features(
+    traces: Sequence[Trace], step: int = 0
+) -> Float[np.ndarray, "item layer d_model"]:
+    """The first generated token's features of each trace (all must have `keep_features`).
+
+    `step` picks another generation step: the paper's Fig. 7 script took step 6, where its
+    sentence answers ("The color of the flower is ...") reached the colour word.
+    """
     missing = [i for i, trace in enumerate(traces) if trace.features is None]
     if missing:
         raise ValueError(f"Traces {missing} have no features; trace with keep_features=True.")
-    return np.stack([trace.features[0] for trace in traces])
+    short = [i for i, trace in enumerate(traces) if trace.n_steps <= step]
+    if short:
+        raise ValueError(f"Traces {short} generated {step} tokens or fewer; no step {step}.")
+    return np.stack([trace.features[step] for trace in traces])
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ def test_maps_from_real_traces(tiny, photo, wide_photo, tmp_path):
     plot_trajectories(pca).savefig(tmp_path / "images.png")
     with pytest.raises(ValueError, match="keep_features"):
         first_token_features([tiny.trace(photo, "what ?", max_new_tokens=1)])
+    np.testing.assert_array_equal(first_token_features([trace], step=5)[0], trace.features[5])
+    with pytest.raises(ValueError, match="no step 6"):
+        first_token_features([trace], step=6)
 
 
 def test_paper_method_warns_on_a_trace_without_the_paper_lens(tiny, photo):
