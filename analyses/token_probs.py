@@ -164,13 +164,15 @@ def topk_components(trace: Trace, layers: list[int] | None = None) -> list[Compo
     ]
     for layer in chosen:
         column = trace.layer_index(layer)
+        with np.errstate(divide="ignore"):  # float32 probabilities that underflowed: -Infinity
+            top_logprobs = np.log(trace.topk_probs[:, column].astype(np.float64))
         components.append(
             (
                 f"Top-{trace.topk_ids.shape[-1]} predictions at layer {layer} (hover a token)",
                 "TokenLogProbs",
                 {
                     "prompt": ["ASSISTANT:", *trace.tokens],
-                    "topKLogProbs": np.log(trace.topk_probs[:, column].astype(np.float64)),
+                    "topKLogProbs": top_logprobs,
                     "topKTokens": trace.topk_tokens[:, column].tolist(),
                     "correctTokenRank": trace.rank[:, column],
                     "correctTokenLogProb": trace.logprob[:, column].astype(np.float64),

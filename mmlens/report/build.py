@@ -121,6 +121,14 @@ def write_report(
                 ),
                 figure_section("Stages", stages.plot_stages(trace)),
             ]
+            if settings.lens == "paper":
+                figures.insert(
+                    2,
+                    figure_section(
+                        "The paper code's divergence, columns scaled (paper mode of Fig. 4)",
+                        divergence.plot_jsd_heatmap(trace, mode="paper"),
+                    ),
+                )
             if trace.rival_words:
                 figures.insert(
                     1, figure_section("Rival words (paper Fig. 3)", token_probs.plot_rivals(trace))

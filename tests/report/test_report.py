@@ -51,8 +51,11 @@ def test_force_replaces(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    assert main(["report", "--out", str(out), "--force", "--max-new-tokens", "3"]) == 0
+    args = ["report", "--out", str(out), "--force", "--max-new-tokens", "3", "--lens", "paper"]
+    assert main(args) == 0
     assert (out / "report.html").is_file() and not (out / "stale.txt").exists()
+    page = (out / "report.html").read_text()
+    assert "paper mode of Fig. 4" in page and Trace.load(out / "trace").settings["lens"] == "paper"
 
 
 def test_interrupt_leaves_no_report(tmp_path, monkeypatch, capsys):
