@@ -16,7 +16,7 @@ import tempfile
 import torch
 
 import mmlens
-from mmlens.analyses import divergence, stages, token_probs
+from mmlens.analyses import divergence, stages, token_probs, trajectories
 from mmlens.report import ReportSettings, write_report
 from mmlens.zoo.tiny import TinyLlavaSpec, build_tiny_llava
 
@@ -40,7 +40,7 @@ from skimage import data  # real photographs that ship with scikit-image
 image = data.astronaut()
 prompt = "Please describe this image in detail."
 max_new_tokens = 256 if DEVICE == "cuda" else 16
-paper = model.trace(image, prompt, max_new_tokens=max_new_tokens, lens="paper")
+paper = model.trace(image, prompt, max_new_tokens=max_new_tokens, lens="paper", keep_features=True)
 correct = model.trace(image, prompt, max_new_tokens=max_new_tokens, lens="normed")
 print(correct.text)
 
@@ -50,6 +50,16 @@ divergence.plot_jsd_heatmap(correct).savefig("normed_fig4.png")
 token_probs.plot_token_probabilities(paper, candidates="paper").savefig("paper_fig2.png")
 print("critical layer (normed lens):", stages.trace_stages(correct).critical_layer)
 print("critical layer (paper lens):", stages.trace_stages(paper).critical_layer)
+
+# %% [markdown]
+# Fig. 6 with the authors' t-SNE settings (embedding output dropped, MaxAbsScaler, perplexity
+# 40, 2000 iterations) on the paper lens's features, whose last layer is final-normed as theirs.
+
+# %%
+paper_groups = stages.layer_groups(paper, stages.trace_stages(paper))
+fig6 = trajectories.trace_trajectories(paper, groups=paper_groups, method="paper")
+trajectories.plot_trajectories(fig6).savefig("paper_fig6.png")
+print(f"Fig. 6 map: {len(fig6.frame)} points, trustworthiness {fig6.trustworthiness:.3f}")
 
 # %% [markdown]
 # Everything at once, as the `mmlens report` command does:
