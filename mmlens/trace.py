@@ -107,7 +107,8 @@ class Trace:
         """Tidy table, one row per (step, layer).
 
         Columns: step, token_id, token, layer, logprob, prob, rank, entropy, jsd (NaN on the last
-        layer), top1_id, top1_token, top1_prob and one `rival_<word>` log-prob column per rival.
+        layer), paper_jsd (when recorded), top1_id, top1_token, top1_prob and one `rival_<word>`
+        log-prob column per rival.
         """
         n_steps, n_layers = self.logprob.shape
         frame = pd.DataFrame(
@@ -126,6 +127,8 @@ class Trace:
                 "top1_prob": self.topk_probs[..., 0].ravel(),
             }
         )
+        if self.paper_jsd is not None:
+            frame.insert(frame.columns.get_loc("jsd") + 1, "paper_jsd", self.paper_jsd.ravel())
         for index, word in enumerate(self.rival_words):
             frame[f"rival_{word}"] = self.rival_logprobs[..., index].ravel()
         return frame

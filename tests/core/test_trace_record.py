@@ -47,6 +47,7 @@ def test_to_frame_is_tidy(trace):
         "logprob",
         "entropy",
         "jsd",
+        "paper_jsd",
         "rival_dog",
         "rival_sheep",
     ):
@@ -56,7 +57,7 @@ def test_to_frame_is_tidy(trace):
     assert last.jsd.isna().all()
     assert frame[frame.layer < frame.layer.max()].jsd.notna().all()
     row = frame[(frame.step == 2) & (frame.layer == 1)].iloc[0]
-    assert row.logprob == trace.logprob[2, 1]
+    assert row.logprob == trace.logprob[2, 1] and row.paper_jsd == trace.paper_jsd[2, 1]
     assert row.token == trace.tokens[2]
 
 
@@ -79,6 +80,7 @@ def test_save_load_round_trip_is_exact(trace, tmp_path):
         assert np.array_equal(getattr(loaded, name), getattr(trace, name)), name
         assert getattr(loaded, name).dtype == getattr(trace, name).dtype
     assert np.array_equal(loaded.jsd, trace.jsd, equal_nan=True)
+    assert np.array_equal(loaded.paper_jsd, trace.paper_jsd, equal_nan=True)
     for name in (
         "prompt",
         "prompt_text",
