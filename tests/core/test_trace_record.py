@@ -1,5 +1,7 @@
 """The Trace record: shapes, memory bound, tidy frame, exact save/load round trip."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,9 @@ def test_prefill_unembeds_the_last_position_only(tiny, photo):
     finally:
         handle.remove()
     assert positions == [1, 1]
+
+
+def test_traces_saved_before_paper_jsd_still_load(trace, tmp_path):
+    dataclasses.replace(trace, paper_jsd=None).save(tmp_path / "old")
+    loaded = Trace.load(tmp_path / "old")
+    assert loaded.paper_jsd is None and "paper_jsd" not in loaded.to_frame().columns
