@@ -176,7 +176,8 @@ def run_contender(
         )
         # As the authors' heatmap script does: `lm_head` (no final norm) on every kept hidden
         # state, at step 0 on all prompt positions of all layers before the last one is taken,
-        # then float64 JSD of adjacent layers with the KL averaged over the vocabulary.
+        # then their float64 divergence of adjacent layers (`kl_div` of each layer against the
+        # mixture, averaged over the vocabulary).
         for per_step in out.hidden_states:
             logits = torch.cat([unembed(h) for h in per_step], dim=0)[:, -1].double()
             for layer in range(len(logits) - 1):
