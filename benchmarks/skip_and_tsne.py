@@ -1,15 +1,16 @@
 """Two more issue-6 measurements, each side by side in one run.
 
     python benchmarks/skip_and_tsne.py [--scale small|llava7b] [--steps 64] [--rounds 2]
-        [--device cuda --dtype bfloat16]
+        [--tsne-dim 4096] [--device cuda --dtype bfloat16]
 
 1. Generation time with k of L blocks skipped vs the full model, against the ideal (L-k)/L
    (the vision tower, embeddings and unembedding are not skipped, so the ideal is a floor),
    and a least-squares fit time(k) = fixed + (L-k) x per-block that says how much is fixed.
-2. t-SNE of a [256 tokens x 33 layers x d] feature set: mmlens's default (PCA to 50 + t-SNE)
-   vs the paper's settings (MaxAbsScaler + t-SNE perplexity 40, lr 200, 2000 iterations):
-   time and trustworthiness. Features are synthetic trajectories (tokens diverging from a shared
-   start, layer by layer), since no real 7B features can be made here.
+2. t-SNE of a [256 tokens x 33 layers x d] feature set (d = `--tsne-dim`, LLaVA-7B's 4096):
+   mmlens's default (PCA to 50 + t-SNE) vs the paper's settings (MaxAbsScaler + t-SNE
+   perplexity 40, lr 200, 2000 iterations): time and trustworthiness. Features are synthetic
+   trajectories (tokens diverging from a shared start, layer by layer), since no real 7B
+   features can be made here.
 """
 
 import argparse
@@ -77,7 +78,8 @@ def skip_timings(
     }
 
 
-def tsne_timings(tokens: int = 256, layers: int = 33, dim: int = 1024) -> dict:
+def tsne_timings(tokens: int = 256, layers: int = 33, dim: int = 4096) -> dict:
+    """t-SNE default vs paper settings on [tokens x layers x dim] synthetic trajectories."""
     rng = np.random.default_rng(0)
     directions = rng.normal(size=(tokens, dim))
     features = (
@@ -103,11 +105,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scale", default="small", help="a scale of trace_cost.py")
+    parser.add_argument("--tsne-dim", type=int, default=4096, help="feature width (7B: 4096)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
     skipping = skip_timings(args.steps, args.rounds, args.scale, args.device, args.dtype)
-    print(json.dumps({"skipping": skipping, "t-SNE": tsne_timings()}, indent=1))
+    tsne = tsne_timings(dim=args.tsne_dim)
+    print(json.dumps({"skipping": skipping, "t-SNE": tsne}, indent=1))
 
 
 if __name__ == "__main__":
