@@ -6,14 +6,13 @@ Every contender runs in its own fresh subprocess (so peak memory is its own), in
 rounds, on the same random-weight LLaVA and the same image and prompt; ratios come from one run.
 Each subprocess first generates two tokens (loading kernels and lazy state), then measures.
 
-Contenders: (1) HF greedy `generate`; (2) the bare lens work alone (final norm + unembedding +
-softmax + JSD of every layer of every step, on stored last-position residuals); (3) `model.trace`
-and (3f) with `keep_features=True`; (4) the paper's pipeline as the authors' `heatmap.py` runs
-it (HF generate keeping every hidden state, then `lm_head` on all of them: for step 0 on every
-prompt position of all 33 layers, of which the last position is used); (5) a naive
-TransformerLens user
-(`run_with_cache` on the whole sequence at every step, no KV cache; run for `--naive-steps` steps
-and reported per step).
+Contenders: (1) HF greedy `generate` (a plain `transformers` model, without the bridge); (2)
+the bare lens work alone (final norm + unembedding + softmax + JSD of every layer of every step,
+on stored last-position residuals); (3) `model.trace` and (3f) with `keep_features=True`; (4) the
+paper's pipeline as the authors' `heatmap.py` runs it (plain HF generate keeping every hidden
+state, then `lm_head` on all of them: for step 0 on every prompt position of all 33 layers, of
+which the last position is used); (5) a naive TransformerLens user (`run_with_cache` on the
+whole sequence at every step, no KV cache; run for `--naive-steps` steps and reported per step).
 
 Memory is measured in separate runs after the timed rounds. On CUDA it is the allocator's peak
 above the loaded model. On CPU it is the peak anonymous resident memory (`RssAnon`: tensors, not
@@ -124,6 +123,7 @@ def run_contender(
     import numpy as np
     import torch
     import torch.nn.functional as F
+    from transformers import LlavaForConditionalGeneration
 
     import mmlens
     from mmlens.lens import adjacent_jsd, entropy, lens_logits, log_probs
@@ -135,6 +135,13 @@ def run_contender(
     inputs = model.prepare(image, "Please describe this image in detail.")
     kwargs = inputs.model_kwargs()
     norm, unembed = model.adapter.final_norm(), model.adapter.unembed()
+    if name in ("hf_generate", "paper_pipeline"):
+        # Plain transformers: mmlens's model runs through TransformerLens's bridge wrappers.
+        hf = LlavaForConditionalGeneration.from_pretrained(
+            checkpoint, attn_implementation="eager", dtype=getattr(torch, dtype)
+        )
+        hf = hf.to(device).eval()
+        unembed = hf.lm_head
 
     def sync() -> None:
         if device.startswith("cuda"):
