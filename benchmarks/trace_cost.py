@@ -6,7 +6,8 @@ Every contender runs in its own fresh subprocess (so peak memory is its own), in
 rounds, on the same random-weight LLaVA and the same image and prompt; ratios come from one run.
 Each subprocess first generates two tokens (loading kernels and lazy state), then measures.
 
-Contenders: (1) HF greedy `generate` (a plain `transformers` model, without the bridge); (2)
+Contenders: (1) HF greedy `generate` (a plain `transformers` model, without the bridge), and
+(1b) `model.generate` (mmlens's greedy loop through TransformerLens's bridge, no hooks); (2)
 the bare lens work alone (final norm + unembedding + softmax + JSD of every layer of every step,
 on stored last-position residuals); (3) `model.trace` and (3f) with `keep_features=True`; (4) the
 paper's pipeline as the authors' `heatmap.py` runs it (plain HF generate keeping every hidden
@@ -68,7 +69,15 @@ SCALES = {
     # seconds: checks that every contender still runs (tests/benchmarks)
     "smoke": TinyLlavaSpec(),
 }
-CONTENDERS = ("hf_generate", "lens_only", "trace", "trace_features", "paper_pipeline", "naive_tl")
+CONTENDERS = (
+    "hf_generate",
+    "lens_only",
+    "mmlens_generate",
+    "trace",
+    "trace_features",
+    "paper_pipeline",
+    "naive_tl",
+)
 
 
 def build_checkpoint(scale: str, folder: Path, dtype: str = "float32") -> Path:
@@ -160,6 +169,8 @@ def run_contender(
     measured = steps
     if name == "hf_generate":
         hf.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False)
+    elif name == "mmlens_generate":  # the same greedy loop as trace, through the bridge
+        measured = len(model.generate(inputs=inputs, max_new_tokens=steps).token_ids)
     elif name == "lens_only":
         for step in range(steps):
             lp = log_probs(lens_logits(residuals[step], norm, unembed, "normed"))
@@ -280,6 +291,9 @@ def main() -> None:
         "trace_features / (generate + lens)": best["trace_features"] / ideal,
         "paper peak / trace peak": peak["paper_pipeline"] / peak["trace"],
         "trace peak / generate peak": peak["trace"] / peak["hf_generate"],
+        "mmlens generate / HF generate": best["mmlens_generate"] / best["hf_generate"],
+        "trace / (mmlens generate + lens)": best["trace"]
+        / (best["mmlens_generate"] + best["lens_only"]),
         "naive TL per step / trace per step": per_step_naive / (best["trace"] / args.steps),
     }
     print(json.dumps(summary, indent=1))
