@@ -17,6 +17,13 @@ LENSES: tuple[str, ...] = ("normed", "paper")
 LN2 = math.log(2.0)
 
 
+def hf_hidden_states(
+    resid: Float[Tensor, "layer d_model"], final_norm: nn.Module
+) -> Float[Tensor, "layer d_model"]:
+    """The residuals as Hugging Face's `hidden_states` gives them: the last one final-normed."""
+    return torch.cat([resid[:-1], final_norm(resid[-1:]).to(resid.dtype)], dim=0)
+
+
 def lens_logits(
     resid: Float[Tensor, "layer d_model"],
     final_norm: nn.Module,
@@ -32,8 +39,7 @@ def lens_logits(
     if lens == "normed":
         return unembed(final_norm(resid))
     if lens == "paper":
-        normed_last = final_norm(resid[-1:])
-        return unembed(torch.cat([resid[:-1], normed_last.to(resid.dtype)], dim=0))
+        return unembed(hf_hidden_states(resid, final_norm))
     raise ValueError(f"Unknown lens {lens!r}; choose one of {LENSES}.")
 
 

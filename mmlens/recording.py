@@ -8,7 +8,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from mmlens.lens import Lens, adjacent_divergences, entropy, lens_logits, log_probs
+from mmlens.lens import (
+    Lens,
+    adjacent_divergences,
+    entropy,
+    hf_hidden_states,
+    lens_logits,
+    log_probs,
+)
 
 
 def resid_hook_names(kept_blocks: list[int]) -> list[str]:
@@ -79,9 +86,7 @@ class LayerRecorder:
     def _features(self, resid: Tensor) -> Tensor:
         """Raw residuals; with the paper lens, HF `hidden_states` (the last layer final-normed),
         which is what the paper's t-SNE embedded."""
-        if self.lens != "paper":
-            return resid
-        return torch.cat([resid[:-1], self.final_norm(resid[-1:]).to(resid.dtype)])
+        return hf_hidden_states(resid, self.final_norm) if self.lens == "paper" else resid
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Stack the steps: every array gets a leading `step` axis."""
