@@ -13,20 +13,17 @@ from mmlens.inputs import ModelInputs
 StepCallback = Callable[[int, Float[Tensor, " d_vocab"], int], None]
 
 
-def _cache_kwarg(model: nn.Module) -> str:
-    """transformers >= 5.24 names the cache argument `cache`; earlier versions `past_key_values`."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
+def _forward_kwargs(model: nn.Module) -> tuple[str, dict[str, int]]:
+    """The model's name for the KV cache argument, and the prefill's extra arguments.
 
-
-def _last_logits_only(model: nn.Module) -> dict[str, int]:
-    """Ask for the last position's logits only, where the model can (as `generate` does).
-
-    Unembedding every prompt position costs a [positions x vocab] matrix (77 MB in float32 for
+    transformers >= 5.24 names the cache `cache`, earlier versions `past_key_values`. Where the
+    model can, the prefill asks for the last position's logits only (as `generate` does):
+    unembedding every prompt position costs a [positions x vocab] matrix (77 MB in float32 for
     LLaVA's ~600 positions and 32k vocabulary) and its compute; only the last row is used.
     """
     parameters = inspect.signature(model.forward).parameters
-    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    cache_name = "cache" if "cache" in parameters else "past_key_values"
+    return cache_name, {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
 
 def greedy_decode(
@@ -42,11 +39,11 @@ def greedy_decode(
     `on_step(step, logits, token_id)` runs after each forward, while hooks that captured that
     forward still hold its activations. Stops after an end-of-sequence token.
     """
-    cache_name = _cache_kwarg(model)
+    cache_name, prefill_kwargs = _forward_kwargs(model)
     attention_mask = inputs.attention_mask
     tokens: list[int] = []
     with torch.inference_mode():
-        output = model(**inputs.model_kwargs(), use_cache=True, **_last_logits_only(model))
+        output = model(**inputs.model_kwargs(), use_cache=True, **prefill_kwargs)
         for step in range(max_new_tokens):
             logits = output.logits[0, -1]
             token = int(logits.argmax())
