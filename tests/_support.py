@@ -9,6 +9,9 @@ from transformers import LlavaForConditionalGeneration
 from mmlens.trace import Trace
 from mmlens.zoo.tiny import TinyLlavaSpec
 
+# The project's shared folder beside the checkout: real AMBER and POPE annotations (not committed).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
 # Several shapes of the architecture, as transformers' own LLaVA tests vary them.
 SPECS: dict[str, TinyLlavaSpec] = {
     "gqa": TinyLlavaSpec(),

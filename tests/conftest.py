@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _support import SPECS
+from _support import SHARED, SPECS
 
 from mmlens.zoo.tiny import build_tiny_llava
 
@@ -71,3 +71,17 @@ def wide_photo() -> np.ndarray:
 
 
 torch.set_grad_enabled(False)
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The offline text pipeline of the benchmark scorers (loading spaCy's tagger takes seconds)."""
+    from mmlens.benchmarks.nlp import get_pipeline
+
+    return get_pipeline("offline")
+
+
+@pytest.fixture(scope="session")
+def amber_dir() -> Path:
+    """AMBER's real annotation files, in the shared folder beside the checkout."""
+    return SHARED / "amber"

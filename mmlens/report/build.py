@@ -6,7 +6,6 @@ an interrupted run (Ctrl-C) never leaves a half-written report that looks finish
 
 import html
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from mmlens.analyses import divergence, skip, stages, token_probs, trajectories
 from mmlens.errors import ConfigError
 from mmlens.html import circuitsvis_parts, page
 from mmlens.inputs import ImageLike, load_image
+from mmlens.outputs import finish_folder, start_folder
 from mmlens.report.sections import figure_section, table_html, tokens_by_critical_layer
 from mmlens.trace import Trace
 
@@ -42,20 +42,6 @@ class ReportSettings:
 
 
 DEFAULT_SETTINGS = ReportSettings()
-
-
-def check_out(out: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output folder unless `force`."""
-    if out.exists() and not force:
-        raise ConfigError(f"{out} already exists; pass --force to replace it.")
-
-
-def _prepare_out(out: Path, force: bool) -> Path:
-    check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary folder
-    return work
 
 
 def _summary(trace: Trace, found: stages.TraceStages) -> str:
@@ -90,7 +76,7 @@ def write_report(
     """Run every analysis on one image and prompt; write `out/report.html` and `out/trace/`."""
     out = Path(out)
     picture = load_image(image)
-    work = _prepare_out(out, force)
+    work = start_folder(out, force)
     try:
         with tqdm(total=6, desc="report", disable=not progress) as bar:
             bar.set_postfix_str("tracing")
@@ -172,9 +158,7 @@ def write_report(
             title = f"mmlens report: {trace.text[:60]}"
             (work / "report.html").write_text(page(title, body, script, STYLE), encoding="utf-8")
             bar.update()
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        finish_folder(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -1,4 +1,5 @@
-"""The built wheel installs in a fresh venv and maps adapters/ and analyses/ into mmlens."""
+"""The built wheel installs in a fresh venv, maps adapters/ and analyses/ into mmlens, and holds
+every subpackage and its data."""
 
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path):
     )
     probe = (
         "import mmlens, mmlens.adapters, mmlens.analyses, mmlens.zoo.tiny;"
+        "import mmlens.report, mmlens.cli, mmlens.benchmarks;"
+        "from mmlens.benchmarks.chair import CocoVocabulary;"
+        "assert len(CocoVocabulary.default().classes) == 80;"
         "from mmlens.adapters import LlavaAdapter;"
         "from mmlens.registry import registered_adapters;"
         "assert LlavaAdapter in registered_adapters();"

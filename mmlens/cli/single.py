@@ -1,22 +1,24 @@
-"""mmlens from the shell: the HTML report, traces, skip experiments, trajectories, models."""
+"""The one-image commands: demo, trace, report, skip, trajectories, and models."""
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mmlens.errors import ConfigError, MMLensError
+from mmlens.cli.options import (
+    IMAGE_SUFFIXES,
+    add_generation_options,
+    add_model_options,
+    load_model,
+    rivals,
+)
+from mmlens.errors import ConfigError
 from mmlens.inputs import load_image
-from mmlens.model import HookedLVLM
 from mmlens.trace import Trace
 from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
-
-DEFAULT_PROMPT = "Please describe this image in detail."
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def demo_scene() -> Image.Image:
@@ -41,7 +43,7 @@ def per_layer_table(trace: Trace, step: int = 0) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    model = _load_model(args)
+    model = load_model(args)
     trace = model.trace(demo_scene(), args.prompt, max_new_tokens=args.max_new_tokens)
     if not 0 <= args.step < trace.n_steps:
         raise ConfigError(f"--step {args.step}: the generation has steps 0..{trace.n_steps - 1}.")
@@ -69,13 +71,13 @@ def _models(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     image = load_image(args.image)  # fail on a bad image before the slow model load
-    model = _load_model(args)
-    rivals = _rivals(args)
+    model = load_model(args)
+    words = rivals(args)
     trace = model.trace(
         image,
         args.prompt,
         max_new_tokens=args.max_new_tokens,
-        rivals=rivals,
+        rivals=words,
         lens=args.lens,
         keep_features=args.keep_features,
         progress=True,
@@ -91,12 +93,12 @@ def _report(args: argparse.Namespace) -> int:
     settings = ReportSettings(
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,
-        rivals=tuple(_rivals(args)),
+        rivals=tuple(rivals(args)),
         lens=args.lens,
     )
     out = Path(args.out)
     check_out(out, args.force)  # fail before the slow model load
-    model = _load_model(args)
+    model = load_model(args)
     print(f"Report written to {write_report(model, image, out, settings, force=args.force)}")
     return 0
 
@@ -123,7 +125,7 @@ def _skip(args: argparse.Namespace) -> int:
 
     image = load_image(args.image) if args.image else demo_scene()
     extra = _parse_block_sets(args.blocks or [])
-    model = _load_model(args)
+    model = load_model(args)
     trace = model.trace(image, args.prompt, max_new_tokens=args.max_new_tokens)
     stages = trace_stages(trace)
     print(f"critical layer {stages.critical_layer}; mutation layers {stages.mutation_layers}")
@@ -152,7 +154,7 @@ def _trajectories(args: argparse.Namespace) -> int:
     if len(paths) < 2:
         raise ConfigError(f"{folder} holds {len(paths)} images; need at least 2.")
     images = [load_image(path) for path in paths]
-    model = _load_model(args)
+    model = load_model(args)
     traces = [
         model.trace(image, args.question, max_new_tokens=1, keep_features=True, progress=False)
         for image in tqdm(images, desc="images")
@@ -178,68 +180,31 @@ def _trajectories(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default="mmlens/shapes",
-        help="shipped model name, local checkpoint dir or cached hub id",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="weights dtype (lens statistics are computed in float32 or better)",
-    )
-
-
-def _add_generation_options(
-    parser: argparse.ArgumentParser, max_new_tokens: int = 64, lens_and_rivals: bool = False
-) -> None:
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    if lens_and_rivals:
-        parser.add_argument("--rivals", help="comma-separated single-token words to follow")
-        parser.add_argument("--lens", choices=["normed", "paper"], default="normed")
-
-
-def _rivals(args: argparse.Namespace) -> list[str]:
-    """The words of `--rivals dog,sheep`."""
-    return [word for word in (args.rivals or "").split(",") if word]
-
-
-def _load_model(args: argparse.Namespace) -> HookedLVLM:
-    from mmlens.loading import load
-
-    return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: Any) -> None:
+    """Register the one-image commands on the `mmlens` sub-command parser."""
     demo = commands.add_parser("demo", help="trace the shipped model and print a per-layer table")
-    _add_model_options(demo)
-    _add_generation_options(demo, max_new_tokens=40)
+    add_model_options(demo)
+    add_generation_options(demo, max_new_tokens=40)
     demo.add_argument("--step", type=int, default=7, help="which generated token to tabulate")
     demo.set_defaults(run=_demo)
     trace = commands.add_parser("trace", help="record a generation layer by layer and save it")
     trace.add_argument("image", help="image file (png, jpg, ...)")
-    _add_model_options(trace)
-    _add_generation_options(trace, lens_and_rivals=True)
+    add_model_options(trace)
+    add_generation_options(trace, lens_and_rivals=True)
     trace.add_argument("--keep-features", action="store_true")
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
     report = commands.add_parser("report", help="write an HTML report of every analysis")
     report.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
-    _add_model_options(report)
-    _add_generation_options(report, lens_and_rivals=True)
+    add_model_options(report)
+    add_generation_options(report, lens_and_rivals=True)
     report.add_argument("--out", default="mmlens-report", help="output folder")
     report.add_argument("--force", action="store_true", help="replace an existing output folder")
     report.set_defaults(run=_report)
     skips = commands.add_parser("skip", help="skip experiments (paper Fig. 5) on one image")
     skips.add_argument("image", nargs="?", help="image file (default: a bundled scene)")
-    _add_model_options(skips)
-    _add_generation_options(skips)
+    add_model_options(skips)
+    add_generation_options(skips)
     skips.add_argument(
         "--blocks",
         action="append",
@@ -253,26 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     paths.add_argument("--images", required=True, help="folder of images")
     paths.add_argument("--question", required=True, help='a one-word question, e.g. "what colour?"')
-    _add_model_options(paths)
+    add_model_options(paths)
     paths.add_argument("--method", choices=["tsne", "pca", "paper"], default="tsne")
     paths.add_argument("--out", default="trajectories.png", help="figure path (+ .csv beside it)")
     paths.set_defaults(run=_trajectories)
     models = commands.add_parser("models", help="supported families and shipped models")
     models.set_defaults(run=_models)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except MMLensError as error:
-        print(f"mmlens: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mmlens: interrupted; nothing was written.", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

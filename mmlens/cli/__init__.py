@@ -1,0 +1,34 @@
+"""mmlens from the shell: the HTML report, traces, skip experiments, trajectories, models,
+benchmark scoring and the built-in benchmark. One module per group of commands."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mmlens.cli import benchmark, score, single
+from mmlens.errors import MMLensError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    single.add_commands(commands)
+    score.add_commands(commands)
+    benchmark.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except MMLensError as error:
+        print(f"mmlens: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmlens: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

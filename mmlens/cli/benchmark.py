@@ -1,0 +1,34 @@
+"""`mmlens benchmark shapes --out DIR`: write the built-in benchmark with exact ground truth."""
+
+import argparse
+from typing import Any
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
+
+    if args.scenes < 2:
+        from mmlens.errors import ConfigError
+
+        raise ConfigError(f"--scenes {args.scenes}: need at least 2.")
+    out = write_shapes_benchmark(args.out, args.scenes, args.seed, force=args.force)
+    items = read_shapes(out)
+    captions = sum(item.task == "generative" for item in items)
+    print(
+        f"Wrote the mmlens-shapes benchmark to {out}: {args.scenes} scenes (seed {args.seed}), "
+        f"{captions} caption queries and {len(items) - captions} yes-no questions in AMBER's "
+        f"format. Score outputs with: mmlens score amber --amber {out} --responses FILE"
+    )
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Register `mmlens benchmark`."""
+    bench = commands.add_parser("benchmark", help="write the built-in benchmark to a folder")
+    kinds = bench.add_subparsers(dest="benchmark", required=True)
+    shapes = kinds.add_parser("shapes", help="scenes of coloured shapes, half breaking a prior")
+    shapes.add_argument("--out", required=True, help="output folder")
+    shapes.add_argument("--scenes", type=int, default=100, help="number of scenes (default 100)")
+    shapes.add_argument("--seed", type=int, default=20_000)
+    shapes.add_argument("--force", action="store_true", help="replace an existing folder")
+    shapes.set_defaults(run=_shapes)
