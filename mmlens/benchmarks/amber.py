@@ -39,6 +39,7 @@ from mmlens.benchmarks.items import (
     as_int_id,
     id_text_pairs,
     read_json,
+    read_outputs,
     read_records,
     require_keys,
 )
@@ -72,17 +73,13 @@ class AmberData:
         folder = Path(folder)
         if not folder.is_dir():
             raise BenchmarkDataError(f"AMBER data folder not found: {folder}")
-        raw = read_json(folder / "annotations.json", "AMBER annotations (annotations.json)")
+        raw = read_records(folder / "annotations.json", "AMBER annotations (annotations.json)")
         association = read_json(folder / "relation.json", "AMBER word associations")
-        if not isinstance(raw, list) or not isinstance(association, dict):
-            raise BenchmarkDataError(
-                f"{folder}: annotations.json must be a list and relation.json an object."
-            )
+        if not isinstance(association, dict):
+            raise BenchmarkDataError(f"{folder / 'relation.json'} must be a JSON object.")
         annotations: dict[int, dict] = {}
         for index, entry in enumerate(raw):
             where = f"{folder / 'annotations.json'} entry {index}"
-            if not isinstance(entry, dict):
-                raise BenchmarkDataError(f"{where} is not an object.")
             require_keys(entry, ("id", "type", "truth"), where)
             entry_id = as_int_id(entry["id"], where)
             if entry["type"] == "generative":
@@ -119,13 +116,8 @@ def read_amber(
     items, skipped = [], []
     for name in query_files:
         path = Path(folder) / "query" / name
-        queries = read_json(path, f"AMBER queries ({name})")
-        if not isinstance(queries, list):
-            raise BenchmarkDataError(f"{path} must be a JSON list of queries.")
-        for index, query in enumerate(queries):
+        for index, query in enumerate(read_records(path, f"AMBER queries ({name})")):
             where = f"{path} entry {index}"
-            if not isinstance(query, dict):
-                raise BenchmarkDataError(f"{where} is not an object.")
             require_keys(query, ("id", "image", "query"), where)
             qid = as_int_id(query["id"], where)
             annotation = data.annotations.get(qid)
@@ -154,14 +146,7 @@ def read_amber(
 
 def read_amber_responses(path: str | Path) -> list[tuple[int, str]]:
     """(id, response) pairs from AMBER's `[{"id", "response"}]` file (or JSON lines)."""
-    pairs = []
-    for index, row in enumerate(read_records(path, "AMBER responses"), start=1):
-        where = f"{path} entry {index}"
-        require_keys(row, ("id", "response"), where)
-        if not isinstance(row["response"], str):
-            raise BenchmarkDataError(f"{where}: response {row['response']!r} is not a string.")
-        pairs.append((as_int_id(row["id"], where), row["response"]))
-    return pairs
+    return read_outputs(path, "id", "response", "AMBER responses")
 
 
 def extract_nouns(text: str, pipeline: TextPipeline) -> list[str]:
@@ -284,8 +269,9 @@ def score_amber(
         raise BenchmarkDataError(f"AMBER responses: {problem} ({data.folder}).")
     yes_no(pairs[0][1] if pairs else "", answer_rule)  # validates the rule
     generative = [(i, r) for i, r in pairs if data.annotations[i]["type"] == "generative"]
-    pipeline = pipeline or get_pipeline() if generative else pipeline
-    synonyms = synonyms or near_synonyms() if generative else synonyms
+    if generative:  # the text pipeline and vectors load in seconds: only when captions need them
+        pipeline = pipeline or get_pipeline()
+        synonyms = synonyms or near_synonyms()
     vocabulary = data.vocabulary
     rows = []
     for item_id, response in tqdm(generative, desc="AMBER captions", disable=len(generative) < 50):

@@ -29,11 +29,9 @@ from mmlens.benchmarks.items import (
     BenchmarkItem,
     ItemSet,
     Skipped,
-    as_int_id,
     id_text_pairs,
     read_json,
-    read_records,
-    require_keys,
+    read_outputs,
 )
 from mmlens.benchmarks.nlp import TextPipeline, get_pipeline, wordnet_pos
 from mmlens.benchmarks.scores import Scores, ratio
@@ -259,14 +257,7 @@ def read_coco(
 
 def read_captions(path: str | Path) -> list[tuple[int, str]]:
     """(image_id, caption) pairs from `{"image_id", "caption"}` JSON lines or a JSON list."""
-    pairs = []
-    for index, row in enumerate(read_records(path, "captions to score"), start=1):
-        where = f"{path} entry {index}"
-        require_keys(row, ("image_id", "caption"), where)
-        if not isinstance(row["caption"], str):
-            raise BenchmarkDataError(f"{where}: caption {row['caption']!r} is not a string.")
-        pairs.append((as_int_id(row["image_id"], where), row["caption"]))
-    return pairs
+    return read_outputs(path, "image_id", "caption", "captions to score")
 
 
 def score_chair(

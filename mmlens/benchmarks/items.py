@@ -141,6 +141,18 @@ def read_records(path: str | Path, what: str) -> list[dict[str, Any]]:
     return read_json_lines(path, what)
 
 
+def read_outputs(path: str | Path, id_key: str, text_key: str, what: str) -> list[tuple[int, str]]:
+    """(id, text) pairs from a JSON list or JSON lines of objects with `id_key` and `text_key`."""
+    pairs = []
+    for index, row in enumerate(read_records(path, what)):
+        where = f"{path} entry {index}"
+        require_keys(row, (id_key, text_key), where)
+        if not isinstance(row[text_key], str):
+            raise BenchmarkDataError(f"{where}: {text_key} {row[text_key]!r} is not a string.")
+        pairs.append((as_int_id(row[id_key], where), row[text_key]))
+    return pairs
+
+
 def require_keys(record: dict[str, Any], keys: Sequence[str], where: str) -> None:
     """Raise a `BenchmarkDataError` if `record` lacks any of `keys`."""
     missing = [key for key in keys if key not in record]

@@ -13,6 +13,7 @@ without an answer instead of mis-pairing them.
 """
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mmlens.benchmarks.items import (
     as_int_id,
     id_text_pairs,
     read_json_lines,
+    read_outputs,
     require_keys,
 )
 from mmlens.benchmarks.scores import Scores, f1_score, ratio
@@ -74,17 +76,11 @@ def read_pope(questions: str | Path, images: str | Path | None = None) -> ItemSe
 
 def read_pope_answers(path: str | Path) -> dict[int, str]:
     """question_id -> answer text, from LLaVA-style answer JSON lines."""
-    path = Path(path)
-    answers: dict[int, str] = {}
-    for number, row in enumerate(read_json_lines(path, "POPE answers"), start=1):
-        where = f"{path} line {number}"
-        require_keys(row, ("question_id", "text"), where)
-        qid = as_int_id(row["question_id"], where)
-        if qid in answers:
-            raise BenchmarkDataError(f"{where}: question_id {qid} is answered twice.")
-        if not isinstance(row["text"], str):
-            raise BenchmarkDataError(f"{where}: text {row['text']!r} is not a string.")
-        answers[qid] = row["text"]
+    pairs = read_outputs(path, "question_id", "text", "POPE answers")
+    answers = dict(pairs)
+    if len(answers) < len(pairs):
+        repeated = sorted(i for i, n in Counter(i for i, _ in pairs).items() if n > 1)
+        raise BenchmarkDataError(f"{path}: question_id {repeated[:5]} answered twice.")
     return answers
 
 
