@@ -164,13 +164,30 @@ class HookedLVLM:
         return inputs.to(self.device, self.dtype)
 
     def _inputs(
-        self, image: ImageLike | None, prompt: str | None, inputs: ModelInputs | None
+        self,
+        image: ImageLike | None,
+        prompt: str | None,
+        inputs: ModelInputs | None,
+        max_new_tokens: int = 0,
     ) -> ModelInputs:
-        if inputs is not None:
-            return inputs
-        if prompt is None:
-            raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
-        return self.prepare(image, prompt)
+        """Prepared inputs (given or built), checked to fit the context with the new tokens."""
+        if inputs is None:
+            if prompt is None:
+                raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
+            inputs = self.prepare(image, prompt)
+        self._check_context(inputs, max_new_tokens)
+        return inputs
+
+    def _check_context(self, inputs: ModelInputs, max_new_tokens: int) -> None:
+        """Refuse a generation that would run past the language model's context length."""
+        limit = getattr(self.adapter.text_config(), "max_position_embeddings", None)
+        length = int(inputs.input_ids.shape[1])
+        if limit is not None and length + max_new_tokens > limit:
+            raise PromptError(
+                f"The prompt is {length} tokens (image included) and max_new_tokens="
+                f"{max_new_tokens}: {length + max_new_tokens} is more than the model's context of "
+                f"{limit} tokens; shorten the prompt or lower max_new_tokens."
+            )
 
     def to_single_token(self, word: str) -> int:
         """Token id of `word`, which must be exactly one token (no BOS)."""
@@ -241,7 +258,7 @@ class HookedLVLM:
     ) -> Generation:
         """Greedy generation with the KV cache; `skip_layers` (block indices) are not computed."""
         _check_max_new_tokens(max_new_tokens)
-        prepared = self._inputs(image, prompt, inputs)
+        prepared = self._inputs(image, prompt, inputs, max_new_tokens)
         with skipped_blocks(self.adapter, skip_layers):
             ids = greedy_decode(
                 self.adapter.hf_model, prepared, max_new_tokens, self.adapter.eos_token_ids
@@ -288,6 +305,7 @@ class HookedLVLM:
                     f"Rival token id {rival} is outside the vocabulary 0..{self.d_vocab - 1}."
                 )
         inputs = self.prepare(image, prompt, image_mode=image_mode)
+        self._check_context(inputs, max_new_tokens)
         with skipped_blocks(self.adapter, skip_layers) as kept:
             recorder = LayerRecorder(
                 hook_names=resid_hook_names(kept),

@@ -41,6 +41,14 @@ def test_image_token_without_image(tiny):
         tiny.prepare(None, "<image> describe")
 
 
+def test_generation_past_the_context_length(tiny, photo):
+    limit = tiny.adapter.text_config().max_position_embeddings
+    with pytest.raises(PromptError, match=f"more than the model's context of {limit} tokens"):
+        tiny.trace(photo, PROMPT, max_new_tokens=limit)
+    with pytest.raises(PromptError, match="shorten the prompt"):
+        tiny.generate(photo, "word " * limit, max_new_tokens=1)
+
+
 def test_layer_index_out_of_range(tiny):
     assert tiny.check_layer(tiny.n_blocks) == tiny.n_blocks
     with pytest.raises(LayerIndexError, match=r"0\.\.4"):
