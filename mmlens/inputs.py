@@ -50,6 +50,11 @@ def load_image(image: ImageLike) -> Image.Image:
             with Image.open(path) as opened:
                 opened.load()
                 return to_rgb(opened)
+        except Image.DecompressionBombError as error:
+            raise ImageError(
+                f"{path} is too large to open safely ({error}); resize it, or raise "
+                "PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+            ) from error
         except (UnidentifiedImageError, OSError) as error:
             raise ImageError(f"{path} is not a readable image ({error})") from error
     if isinstance(image, np.ndarray):

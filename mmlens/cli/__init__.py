@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mmlens.cli import benchmark, score, single
+from mmlens.cli import benchmark, run, score, single
 from mmlens.errors import MMLensError
 
 
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     single.add_commands(commands)
     score.add_commands(commands)
+    run.add_commands(commands)
     benchmark.add_commands(commands)
     return parser
 

@@ -31,6 +31,16 @@ def test_unreadable_image_file(tiny, tmp_path):
         tiny.prepare(fake, PROMPT)
 
 
+def test_decompression_bomb(tiny, tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is then over twice the limit
+    with pytest.raises(ImageError, match="too large to open safely"):
+        tiny.trace(path, PROMPT, max_new_tokens=1)
+
+
 def test_prompt_with_two_image_tokens(tiny, photo):
     with pytest.raises(PromptError, match="2 times"):
         tiny.prepare(photo, "<image> and <image> ?")

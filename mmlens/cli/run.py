@@ -1,0 +1,116 @@
+"""`mmlens run amber|pope|coco|shapes`: trace a model over a benchmark, resumable and shardable.
+
+    mmlens run shapes --data BENCH --out runs/shapes   # BENCH: from `mmlens benchmark shapes`
+    mmlens run pope --data coco_pope_random.json --images val2014/ --model DIR --out runs/pope
+    torchrun --nproc-per-node 8 -m mmlens run amber --data AMBER/data --images AMBER/image \\
+        --model DIR --device cuda --out runs/amber              # one process per GPU
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mmlens.cli.options import add_model_options
+from mmlens.errors import ConfigError
+
+
+def _items(args: argparse.Namespace) -> Any:
+    from mmlens.benchmarks import ItemSet
+
+    data = Path(args.data)
+    images = args.images
+    if args.benchmark != "shapes" and images is None:
+        raise ConfigError(f"mmlens run {args.benchmark} needs --images (the benchmark's images).")
+    if args.benchmark == "shapes":
+        from mmlens.benchmarks import read_shapes
+
+        found = read_shapes(data)
+    elif args.benchmark == "amber":
+        from mmlens.benchmarks import read_amber
+
+        found = read_amber(data, images=images)
+    elif args.benchmark == "pope":
+        from mmlens.benchmarks import read_pope
+
+        found = read_pope(data, images=images)
+    else:
+        from mmlens.benchmarks import CocoTruth, read_coco
+
+        return read_coco(CocoTruth(data), images=images, limit=args.limit)
+    if args.limit is None:
+        return found
+    kept = found.items[: args.limit]
+    last = kept[-1].id if kept else None
+    return ItemSet(kept, tuple(s for s in found.skipped if last is None or s.id < last))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mmlens.cli.options import load_model
+    from mmlens.runs import RunSettings, RunStore, Shard, run_items, write_benchmark_output
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
+    settings = RunSettings(
+        args.max_new_tokens, args.lens, args.top_k, args.suffix, args.flush_every
+    )
+    shard = Shard.from_env()
+    items = _items(args)
+    identity = {
+        "benchmark": args.benchmark,
+        "data": str(Path(args.data).resolve()),
+        "images": str(Path(args.images).resolve()) if args.images else None,
+        "model": args.model,
+        "dtype": args.dtype,
+        **settings.identity(),
+    }
+    store = RunStore.open(args.out, identity, rank=shard.rank)
+    args.device = shard.device(args.device)
+    model = load_model(args)
+    summary = run_items(model, items, store, settings, shard, progress=not args.quiet)
+    shard.barrier()
+    if shard.rank == 0:
+        merged, tokens = store.merge()
+        output = write_benchmark_output(args.benchmark, merged, store.out)
+        failed = merged[merged.status == "failed"] if len(merged) else merged
+        report = {
+            "items": len(merged),
+            "ok": int((merged.status == "ok").sum()) if len(merged) else 0,
+            "failed": len(failed),
+            "errors": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
+            "token_rows": len(tokens),
+            "seconds_per_item": float(merged.seconds.mean()) if len(merged) else None,
+        }
+        (store.out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(
+            f"rank 0: {summary.line()}\nRun folder {store.out}: {report['items']} items "
+            f"({report['ok']} ok, {report['failed']} failed); items.parquet, tokens.parquet, "
+            f"{output.name}, summary.json"
+        )
+        for error, count in report["errors"].items():
+            print(f"  failed x{count}: {error}")
+    shard.close()
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Register `mmlens run`."""
+    run = commands.add_parser("run", help="trace a model over a benchmark (resumable, sharded)")
+    run.add_argument("benchmark", choices=["amber", "pope", "coco", "shapes"])
+    run.add_argument(
+        "--data",
+        required=True,
+        help="amber: AMBER's data folder; pope: a question file; coco: the annotations folder; "
+        "shapes: a folder from `mmlens benchmark shapes`",
+    )
+    run.add_argument("--images", help="the benchmark's images (shapes: inside --data)")
+    run.add_argument("--limit", type=int, help="only the first N items (raise it to extend a run)")
+    run.add_argument("--out", required=True, help="run folder (rerun the command to resume)")
+    add_model_options(run)
+    run.add_argument("--max-new-tokens", type=int, default=64)
+    run.add_argument("--lens", choices=["normed", "paper"], default="normed")
+    run.add_argument("--top-k", type=int, default=5)
+    run.add_argument("--suffix", default="", help="text appended to every prompt")
+    run.add_argument("--flush-every", type=int, default=16, help="items per written part")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(run=_run)

@@ -1,0 +1,165 @@
+"""Trace a model over a benchmark's items, writing as it goes (see `store` for the folder).
+
+One row per item (what was asked, what the model said, ground truth, timing, status) and one per
+generated token and layer (the trace's records, as `Trace.to_frame`). A bad item (a missing or
+unreadable image, a prompt longer than the context) is recorded as failed with its error and the
+run goes on; anything else stops the run, and rerunning the same command resumes it.
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mmlens.benchmarks.items import BenchmarkItem, ItemSet
+from mmlens.errors import ConfigError, MMLensError
+from mmlens.runs.sharding import Shard
+from mmlens.runs.store import RunStore
+
+ITEM_COLUMNS = [
+    "order", "id", "benchmark", "task", "kind", "image", "prompt", "truth", "extra", "output",
+    "n_tokens", "status", "error", "seconds", "cpu_seconds", "shard",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How every item is traced; all but `flush_every` are part of the run's identity."""
+
+    max_new_tokens: int = 64
+    lens: str = "normed"
+    top_k: int = 5
+    suffix: str = ""  # appended to every prompt, e.g. " Answer with one word."
+    flush_every: int = 16  # items per written part
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.top_k < 1 or self.flush_every < 1:
+            raise ConfigError(
+                f"max_new_tokens={self.max_new_tokens}, top_k={self.top_k}, flush_every="
+                f"{self.flush_every}: each must be >= 1."
+            )
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "flush_every"}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    n_items: int  # this process's share, done before or now
+    n_resumed: int  # already in the folder when this process started
+    n_ok: int
+    n_failed: int
+    seconds: float
+
+    def line(self) -> str:
+        return (
+            f"{self.n_items} items: {self.n_resumed} already done, {self.n_ok} traced, "
+            f"{self.n_failed} failed, in {self.seconds:.1f} s"
+        )
+
+
+def _item_row(item: BenchmarkItem, order: int, shard: Shard, **result: Any) -> dict[str, Any]:
+    truth = item.truth if isinstance(item.truth, str) else list(item.truth)
+    return {
+        "order": order,
+        "id": item.id,
+        "benchmark": item.benchmark,
+        "task": item.task,
+        "kind": item.kind,
+        "image": str(item.image),
+        "prompt": item.prompt,
+        "truth": json.dumps(truth),
+        "extra": json.dumps(item.extra),
+        "shard": shard.rank,
+        **result,
+    }
+
+
+def _trace_item(
+    model: Any, item: BenchmarkItem, settings: RunSettings
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        trace = model.trace(
+            item.image,
+            item.prompt + settings.suffix,
+            max_new_tokens=settings.max_new_tokens,
+            lens=settings.lens,
+            top_k=settings.top_k,
+            progress=False,
+        )
+    except MMLensError as error:
+        result = {"output": None, "n_tokens": 0, "status": "failed", "error": str(error)}
+        tokens = None
+    else:
+        result = {"output": trace.text, "n_tokens": trace.n_steps, "status": "ok", "error": ""}
+        tokens = trace.to_frame()
+    result["seconds"] = time.perf_counter() - start
+    result["cpu_seconds"] = time.process_time() - cpu
+    return result, tokens
+
+
+def run_items(
+    model: Any,
+    items: ItemSet | Sequence[BenchmarkItem],
+    store: RunStore,
+    settings: RunSettings,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Trace this shard's items that the store does not hold yet, writing a part every
+    `settings.flush_every` items. Items a reader skipped are written as failed (by rank 0)."""
+    shard = shard or Shard()
+    start = time.perf_counter()
+    done = store.done_ids()
+    mine = [(order, item) for order, item in enumerate(items) if shard.owns(order)]
+    pending = [(order, item) for order, item in mine if item.id not in done]
+    rows: list[dict[str, Any]] = []
+    token_frames: list[pd.DataFrame] = []
+    skipped = getattr(items, "skipped", ())
+    if shard.rank == 0:
+        for index, skip in enumerate(s for s in skipped if s.id not in done):
+            rows.append(
+                {
+                    "order": len(items) + index,
+                    "id": skip.id,
+                    "benchmark": items[0].benchmark if len(items) else "",
+                    "status": "failed",
+                    "error": skip.reason,
+                    "n_tokens": 0,
+                    "shard": shard.rank,
+                }
+            )
+    n_ok = n_failed = 0
+
+    def flush() -> None:
+        if not rows:
+            return
+        frame = pd.DataFrame(rows).reindex(columns=ITEM_COLUMNS)
+        tokens = pd.concat(token_frames, ignore_index=True) if token_frames else pd.DataFrame()
+        store.write_part(frame, tokens)
+        rows.clear()
+        token_frames.clear()
+
+    bar = tqdm(pending, desc=f"run (rank {shard.rank})", unit="item", disable=not progress)
+    for order, item in bar:
+        result, tokens = _trace_item(model, item, settings)
+        rows.append(_item_row(item, order, shard, **result))
+        if tokens is None:
+            n_failed += 1
+        else:
+            n_ok += 1
+            tokens.insert(0, "order", order)
+            tokens.insert(1, "id", item.id)
+            token_frames.append(tokens)
+        if len(rows) >= settings.flush_every:
+            flush()
+    flush()
+    n_failed += sum(1 for s in skipped if s.id not in done) if shard.rank == 0 else 0
+    return RunSummary(
+        len(mine), len(mine) - len(pending), n_ok, n_failed, time.perf_counter() - start
+    )

@@ -1,0 +1,132 @@
+"""A run's folder on disk, written so that a killed run loses at most its unwritten batch.
+
+    OUT/run.json          what ran (benchmark, model, settings): a second run with the same OUT
+                          and other settings is refused, never mixed in
+    OUT/parts/RRR-NNNNNN/ one folder per written batch (process rank, sequence number) holding
+                          items.parquet and tokens.parquet; it appears whole (written beside it as
+                          .partial-RRR-..., then renamed) or not at all
+    OUT/items.parquet     every item once, in benchmark order (merged when the run finishes)
+    OUT/tokens.parquet    every generated token's per-layer records
+    OUT/summary.json      counts and timing
+
+On resume, items in any complete part are done (whether they succeeded or failed); partial
+folders of this process's rank are removed.
+"""
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmlens.errors import ConfigError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunStore:
+    """Reads and writes one run's folder (see the module docstring for the layout)."""
+
+    out: Path
+    rank: int = 0
+
+    @classmethod
+    def open(cls, out: str | Path, identity: dict[str, Any], rank: int = 0) -> "RunStore":
+        """Create the folder, or reopen it after checking that it holds the same run."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder for the run.")
+        record = {"format": FORMAT_VERSION, **identity}
+        path = out / "run.json"
+        if path.is_file():
+            try:
+                existing = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path} is damaged ({error}); use another --out.") from error
+            changed = sorted(
+                k for k in set(existing) | set(record) if existing.get(k) != record.get(k)
+            )
+            if changed:
+                detail = "; ".join(
+                    f"{k}: {existing.get(k)!r} there, {record.get(k)!r} now" for k in changed
+                )
+                raise ConfigError(
+                    f"{out} holds another run ({detail}); use another --out, or the same settings "
+                    "to resume it."
+                )
+        elif out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not an mmlens run; use another --out.")
+        (out / "parts").mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+        store = cls(out, rank)
+        for stale in (out / "parts").glob(f".partial-{rank:03d}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return store
+
+    @property
+    def parts(self) -> list[Path]:
+        """Complete part folders, in name order."""
+        return sorted(p for p in (self.out / "parts").iterdir() if not p.name.startswith("."))
+
+    def done_ids(self) -> set[int]:
+        """Ids of the items any complete part holds."""
+        done: set[int] = set()
+        for part in self.parts:
+            done.update(pd.read_parquet(part / "items.parquet", columns=["id"])["id"].tolist())
+        return done
+
+    def write_part(self, items: pd.DataFrame, tokens: pd.DataFrame) -> Path:
+        """Write one batch's tables as a new complete part."""
+        mine = [p for p in self.parts if p.name.startswith(f"{self.rank:03d}-")]
+        sequence = int(mine[-1].name.split("-")[1]) + 1 if mine else 0
+        final = self.out / "parts" / f"{self.rank:03d}-{sequence:06d}"
+        work = self.out / "parts" / f".partial-{self.rank:03d}-{uuid.uuid4().hex}"
+        work.mkdir()
+        items.to_parquet(work / "items.parquet", index=False)
+        tokens.to_parquet(work / "tokens.parquet", index=False)
+        _fsync_folder(work)
+        os.rename(work, final)
+        return final
+
+    def read(self, table: str) -> pd.DataFrame:
+        """One table ("items" or "tokens") over every complete part."""
+        frames = [pd.read_parquet(part / f"{table}.parquet") for part in self.parts]
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def merge(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Write items.parquet and tokens.parquet over all parts, in benchmark order."""
+        items = self.read("items")
+        tokens = self.read("tokens")
+        if len(items):
+            items = items.sort_values("order", kind="stable").reset_index(drop=True)
+            if items["id"].duplicated().any():
+                repeated = items.loc[items["id"].duplicated(), "id"].tolist()[:5]
+                raise ConfigError(f"{self.out}: items {repeated} were written twice.")
+        if len(tokens):
+            tokens = tokens.sort_values(["order", "step", "layer"], kind="stable")
+            tokens = tokens.reset_index(drop=True)
+        for name, frame in (("items", items), ("tokens", tokens)):
+            partial = self.out / f".{name}.parquet.partial"
+            frame.to_parquet(partial, index=False)
+            os.replace(partial, self.out / f"{name}.parquet")
+        return items, tokens
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    for file in folder.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())

@@ -1,0 +1,170 @@
+"""Data-set runs: tables written as they go, each item once, resume, bad items, refusing to mix
+runs, a real SIGKILL, and two processes under torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import mmlens
+from mmlens.benchmarks import read_shapes, write_shapes_benchmark
+from mmlens.benchmarks.items import BenchmarkItem, ItemSet, Skipped
+from mmlens.cli import main
+from mmlens.errors import ConfigError
+from mmlens.runs import RunSettings, RunStore, run_items
+
+SETTINGS = RunSettings(max_new_tokens=4, flush_every=3)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return write_shapes_benchmark(tmp_path_factory.mktemp("bench") / "shapes", n_scenes=6)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mmlens.load("mmlens/shapes")
+
+
+def _store(path, settings=SETTINGS):
+    return RunStore.open(path, {"benchmark": "shapes", **settings.identity()})
+
+
+def test_tables_hold_each_item_once_and_equal_single_traces(bench, model, tmp_path):
+    items = ItemSet(read_shapes(bench).items[:7])
+    store = _store(tmp_path / "run")
+    summary = run_items(model, items, store, SETTINGS, progress=False)
+    assert (summary.n_ok, summary.n_failed, summary.n_resumed) == (7, 0, 0)
+    assert len(store.parts) == 3  # 3 + 3 + 1 items
+    merged, tokens = store.merge()
+    assert list(merged.id) == [item.id for item in items]
+    assert (merged.status == "ok").all() and merged.seconds.gt(0).all()
+    assert json.loads(merged.truth[0]) == list(items[0].truth)
+    for item in (items[0], items[6]):
+        trace = model.trace(item.image, item.prompt, max_new_tokens=4, progress=False)
+        row = merged[merged.id == item.id].iloc[0]
+        assert row.output == trace.text and row.n_tokens == trace.n_steps
+        mine = tokens[tokens.id == item.id].drop(columns=["order", "id"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, trace.to_frame(), check_dtype=False)
+    assert len(tokens) == merged.n_tokens.sum() * (model.n_blocks + 1)
+    assert pd.read_parquet(store.out / "items.parquet").equals(merged)
+
+
+def test_resume_extends_without_repeats(bench, model, tmp_path):
+    items = read_shapes(bench)
+    store = _store(tmp_path / "run")
+    run_items(model, ItemSet(items.items[:4]), store, SETTINGS, progress=False)
+    again = run_items(
+        model, ItemSet(items.items[:6]), _store(tmp_path / "run"), SETTINGS, progress=False
+    )
+    assert (again.n_resumed, again.n_ok) == (4, 2)
+    merged, _ = store.merge()
+    assert list(merged.id) == [item.id for item in items.items[:6]]
+
+
+def test_another_run_in_the_same_folder_is_refused(tmp_path):
+    _store(tmp_path / "run")
+    other = RunSettings(max_new_tokens=8)
+    with pytest.raises(ConfigError, match="max_new_tokens: 4 there, 8 now"):
+        _store(tmp_path / "run", other)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        _store(tmp_path / "file")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not an mmlens run"):
+        _store(tmp_path / "busy")
+
+
+def test_bad_items_are_recorded_and_the_run_goes_on(bench, model, tmp_path):
+    good = read_shapes(bench).items[:2]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    long_prompt = "word " * 3000
+    items = ItemSet(
+        (
+            good[0],
+            BenchmarkItem("shapes", 900, broken, "describe .", "generative", "generative", ()),
+            BenchmarkItem(
+                "shapes", 901, good[1].image, long_prompt, "generative", "generative", ()
+            ),
+            good[1],
+        ),
+        skipped=(Skipped(902, "image missing: nowhere.png"),),
+    )
+    store = _store(tmp_path / "run")
+    summary = run_items(model, items, store, SETTINGS, progress=False)
+    assert (summary.n_ok, summary.n_failed) == (2, 3)
+    merged, tokens = store.merge()
+    errors = dict(zip(merged.id, merged.error, strict=True))
+    assert "not a readable image" in errors[900]
+    assert "context" in errors[901] and errors[902] == "image missing: nowhere.png"
+    assert set(tokens.id) == {good[0].id, good[1].id}
+
+
+def test_partial_folders_are_never_read(tmp_path):
+    store = _store(tmp_path / "run")
+    junk = store.out / "parts" / ".partial-000-deadbeef"
+    junk.mkdir()
+    (junk / "items.parquet").write_bytes(b"half written")
+    assert store.done_ids() == set()
+    _store(tmp_path / "run")  # reopening removes this rank's leftovers
+    assert not junk.exists()
+
+
+def _cli(bench, out, *extra):
+    return [
+        sys.executable, "-m", "mmlens", "run", "shapes", "--data", str(bench), "--out", str(out),
+        "--max-new-tokens", "4", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_then_the_same_command_resumes(bench, tmp_path):
+    out = tmp_path / "run"
+    command = _cli(bench, out, "--limit", "24", "--flush-every", "2")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "parts").glob("0*"))) < 2:
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = len(list((out / "parts").glob("0*")))
+    assert 2 <= written < 12, "the run should be killed part-way"
+    assert not (out / "items.parquet").exists()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    items = pd.read_parquet(out / "items.parquet")
+    expected = [item.id for item in read_shapes(bench).items[:24]]
+    assert list(items.id) == expected  # every item exactly once, in order
+    assert "already done" in done.stdout
+    responses = json.loads((out / "responses.json").read_text())
+    assert [r["id"] for r in responses] == expected
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_equal_one(bench, tmp_path):
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert main(_cli(bench, single, "--limit", "9")[3:]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    launcher += ["--master-port", str(29500 + os.getpid() % 1000)]
+    done = subprocess.run(
+        [*launcher, "-m", "mmlens", *_cli(bench, sharded, "--limit", "9")[3:]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = pd.read_parquet(single / "items.parquet")
+    two = pd.read_parquet(sharded / "items.parquet")
+    assert sorted(two.shard.unique()) == [0, 1]
+    columns = ["order", "id", "prompt", "truth", "output", "n_tokens", "status"]
+    pd.testing.assert_frame_equal(one[columns], two[columns])
+    tokens_one = pd.read_parquet(single / "tokens.parquet")
+    tokens_two = pd.read_parquet(sharded / "tokens.parquet")
+    pd.testing.assert_frame_equal(tokens_one, tokens_two)
