@@ -1,4 +1,5 @@
-"""Greedy decoding with the KV cache, one forward per new token, with a per-step callback."""
+"""Greedy decoding with the KV cache, one forward per new token for a whole batch, with a
+per-step callback."""
 
 import inspect
 from collections.abc import Callable, Collection
@@ -8,9 +9,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from mmlens.batching import position_ids
 from mmlens.inputs import ModelInputs
 
 StepCallback = Callable[[int, Float[Tensor, " d_vocab"], int], None]
+BatchStepCallback = Callable[[int, Float[Tensor, "batch d_vocab"], list[int], list[bool]], None]
 
 
 def _forward_kwargs(model: nn.Module) -> tuple[str, dict[str, int]]:
@@ -26,6 +29,58 @@ def _forward_kwargs(model: nn.Module) -> tuple[str, dict[str, int]]:
     return cache_name, {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
 
+def greedy_decode_batch(
+    model: nn.Module,
+    inputs: ModelInputs,
+    max_new_tokens: int,
+    eos_token_ids: Collection[int],
+    pad_token_id: int = 0,
+    on_step: BatchStepCallback | None = None,
+    progress: Any = None,
+) -> list[list[int]]:
+    """Greedy generation for every row of a (left-padded) batch; returns each row's new ids.
+
+    Like `transformers`' `generate(do_sample=False)`: each row stops after its own end-of-sequence
+    token (it is then fed padding, which nothing reads) and positions continue from each row's own
+    length. `on_step(step, logits, tokens, active)` runs after each forward, while hooks that
+    captured it still hold its activations; `active[r]` says whether row r produced `tokens[r]`.
+    """
+    cache_name, prefill_kwargs = _forward_kwargs(model)
+    attention_mask = inputs.attention_mask
+    positions = (
+        inputs.position_ids if inputs.position_ids is not None else position_ids(attention_mask)
+    )
+    next_position = positions[:, -1:] + 1
+    rows = inputs.batch_size
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    active = [True] * rows
+    with torch.inference_mode():
+        output = model(**inputs.model_kwargs(), use_cache=True, **prefill_kwargs)
+        for step in range(max_new_tokens):
+            chosen = output.logits[:, -1].argmax(-1).tolist()
+            if on_step is not None:
+                on_step(step, output.logits[:, -1], chosen, list(active))
+            for row in range(rows):
+                if active[row]:
+                    tokens[row].append(chosen[row])
+                    active[row] = chosen[row] not in eos_token_ids
+            if progress is not None:
+                progress.update(1)
+            if not any(active) or step == max_new_tokens - 1:
+                break
+            feed = [token if on else pad_token_id for token, on in zip(chosen, active, strict=True)]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((rows, 1))], dim=-1)
+            output = model(
+                input_ids=torch.tensor(feed, device=inputs.input_ids.device)[:, None],
+                attention_mask=attention_mask,
+                position_ids=next_position,
+                use_cache=True,
+                **{cache_name: output.past_key_values},
+            )
+            next_position = next_position + 1
+    return tokens
+
+
 def greedy_decode(
     model: nn.Module,
     inputs: ModelInputs,
@@ -34,33 +89,12 @@ def greedy_decode(
     on_step: StepCallback | None = None,
     progress: Any = None,
 ) -> list[int]:
-    """Generate greedily like `transformers`' `generate(do_sample=False)`; returns the new ids.
+    """`greedy_decode_batch` for one row: `on_step(step, logits, token_id)`."""
 
-    `on_step(step, logits, token_id)` runs after each forward, while hooks that captured that
-    forward still hold its activations. Stops after an end-of-sequence token.
-    """
-    cache_name, prefill_kwargs = _forward_kwargs(model)
-    attention_mask = inputs.attention_mask
-    tokens: list[int] = []
-    with torch.inference_mode():
-        output = model(**inputs.model_kwargs(), use_cache=True, **prefill_kwargs)
-        for step in range(max_new_tokens):
-            logits = output.logits[0, -1]
-            token = int(logits.argmax())
-            if on_step is not None:
-                on_step(step, logits, token)
-            tokens.append(token)
-            if progress is not None:
-                progress.update(1)
-            if token in eos_token_ids or step == max_new_tokens - 1:
-                break
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((1, 1))], dim=-1)
-            next_ids = torch.tensor([[token]], device=inputs.input_ids.device)
-            cache = output.past_key_values
-            output = model(
-                input_ids=next_ids,
-                attention_mask=attention_mask,
-                use_cache=True,
-                **{cache_name: cache},
-            )
-    return tokens
+    def one_row(step: int, logits: Tensor, tokens: list[int], active: list[bool]) -> None:
+        if on_step is not None:
+            on_step(step, logits[0], tokens[0])
+
+    return greedy_decode_batch(
+        model, inputs, max_new_tokens, eos_token_ids, on_step=one_row, progress=progress
+    )[0]

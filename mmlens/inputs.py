@@ -72,9 +72,20 @@ class ModelInputs:
 
     input_ids: Int[Tensor, "batch pos"]
     attention_mask: Int[Tensor, "batch pos"]
-    pixel_values: Float[Tensor, "batch channel height width"] | None
+    pixel_values: Float[Tensor, "n_image channel height width"] | None  # rows with an image
     image_mask: Bool[Tensor, "batch pos"]
-    text: str
+    text: str  # the templated prompt of the first row
+    texts: tuple[str, ...] = ()  # every row's templated prompt, for batches
+    # Left-padded batches need positions that start at each row's first real token.
+    position_ids: Int[Tensor, "batch pos"] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def row_texts(self) -> tuple[str, ...]:
+        return self.texts or (self.text,)
 
     @property
     def n_positions(self) -> int:
@@ -106,6 +117,8 @@ class ModelInputs:
         }
         if self.pixel_values is not None:
             kwargs["pixel_values"] = self.pixel_values
+        if self.position_ids is not None:
+            kwargs["position_ids"] = self.position_ids
         return kwargs
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "ModelInputs":
@@ -119,4 +132,6 @@ class ModelInputs:
             pixel_values=pixels,
             image_mask=self.image_mask.to(device),
             text=self.text,
+            texts=self.texts,
+            position_ids=None if self.position_ids is None else self.position_ids.to(device),
         )

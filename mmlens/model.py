@@ -14,16 +14,21 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 
 from mmlens.adapters.base import Adapter
+from mmlens.batching import batch_inputs
 from mmlens.cache import LVLMActivationCache
 from mmlens.errors import ConfigError, LayerIndexError, PromptError, TokenError
-from mmlens.generation import greedy_decode
+from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ImageLike, ModelInputs, load_image
 from mmlens.lens import LENSES, Lens
 from mmlens.recording import LayerRecorder, resid_hook_names
 from mmlens.skipping import skipped_blocks
 from mmlens.trace import Trace
+from mmlens.tracing import build_trace
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
+# One image (or None) and prompt, or one per batch row.
+Images = ImageLike | None | list[ImageLike | None]
+Prompts = str | list[str]
 
 
 @dataclass(frozen=True)
@@ -119,18 +124,35 @@ class HookedLVLM:
     # -- inputs --------------------------------------------------------------------------------
     def prepare(
         self,
-        image: ImageLike | None,
-        prompt: str,
+        image: Images,
+        prompt: Prompts,
         *,
         image_mode: str | None = None,
         chat_template: bool = True,
     ) -> ModelInputs:
         """Build model inputs: chat template, pixel values and the image-token mask.
 
+        Lists of images and prompts (one image or None per prompt) give one left-padded batch
+        whose rows carry their own image masks and positions.
+
         Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
         `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
         mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
         """
+        if isinstance(prompt, list):
+            images = image if isinstance(image, list) else [image] * len(prompt)
+            if len(images) != len(prompt):
+                raise ConfigError(
+                    f"{len(images)} images for {len(prompt)} prompts: give one image (or None) "
+                    "per prompt."
+                )
+            rows = [
+                self.prepare(i, p, image_mode=image_mode, chat_template=chat_template)
+                for i, p in zip(images, prompt, strict=True)
+            ]
+            return batch_inputs(rows, self._pad_token_id())
+        if isinstance(image, list):
+            raise ConfigError("A list of images needs a list of prompts (one per image).")
         adapter = self.adapter
         mode = image_mode or adapter.image_modes[0]
         if mode not in adapter.image_modes:
@@ -165,8 +187,8 @@ class HookedLVLM:
 
     def _inputs(
         self,
-        image: ImageLike | None,
-        prompt: str | None,
+        image: Images,
+        prompt: Prompts | None,
         inputs: ModelInputs | None,
         max_new_tokens: int = 0,
     ) -> ModelInputs:
@@ -177,6 +199,13 @@ class HookedLVLM:
             inputs = self.prepare(image, prompt)
         self._check_context(inputs, max_new_tokens)
         return inputs
+
+    def _pad_token_id(self) -> int:
+        """The id left padding uses (any id works: padding is masked out and never read)."""
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        return int(pad if pad is not None else 0)
 
     def _check_context(self, inputs: ModelInputs, max_new_tokens: int) -> None:
         """Refuse a generation that would run past the language model's context length."""
@@ -203,8 +232,8 @@ class HookedLVLM:
     # -- TransformerLens-style running ---------------------------------------------------------
     def __call__(
         self,
-        image: ImageLike | None = None,
-        prompt: str | None = None,
+        image: Images = None,
+        prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
     ) -> Float[Tensor, "batch pos d_vocab"]:
@@ -214,8 +243,8 @@ class HookedLVLM:
 
     def run_with_cache(
         self,
-        image: ImageLike | None = None,
-        prompt: str | None = None,
+        image: Images = None,
+        prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
         **kwargs: Any,
@@ -229,8 +258,8 @@ class HookedLVLM:
 
     def run_with_hooks(
         self,
-        image: ImageLike | None = None,
-        prompt: str | None = None,
+        image: Images = None,
+        prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
         fwd_hooks: Sequence[Hook] = (),
@@ -249,30 +278,37 @@ class HookedLVLM:
     # -- generation ----------------------------------------------------------------------------
     def generate(
         self,
-        image: ImageLike | None = None,
-        prompt: str | None = None,
+        image: Images = None,
+        prompt: Prompts | None = None,
         *,
         max_new_tokens: int = 64,
         skip_layers: Iterable[int] | None = None,
         inputs: ModelInputs | None = None,
-    ) -> Generation:
-        """Greedy generation with the KV cache; `skip_layers` (block indices) are not computed."""
+    ) -> Generation | list[Generation]:
+        """Greedy generation with the KV cache; `skip_layers` (block indices) are not computed.
+
+        Lists of images and prompts (or batched `inputs`) give one Generation per row.
+        """
         _check_max_new_tokens(max_new_tokens)
         prepared = self._inputs(image, prompt, inputs, max_new_tokens)
         with skipped_blocks(self.adapter, skip_layers):
-            ids = greedy_decode(
-                self.adapter.hf_model, prepared, max_new_tokens, self.adapter.eos_token_ids
+            ids = greedy_decode_batch(
+                self.adapter.hf_model,
+                prepared,
+                max_new_tokens,
+                self.adapter.eos_token_ids,
+                self._pad_token_id(),
             )
-        return Generation(
-            ids,
-            self.tokenizer.decode(ids, skip_special_tokens=True),
-            tuple(sorted(set(skip_layers or ()))),
-        )
+        skipped = tuple(sorted(set(skip_layers or ())))
+        found = [
+            Generation(r, self.tokenizer.decode(r, skip_special_tokens=True), skipped) for r in ids
+        ]
+        return found if isinstance(prompt, list) or prepared.batch_size > 1 else found[0]
 
     def trace(
         self,
-        image: ImageLike | None,
-        prompt: str,
+        image: Images,
+        prompt: Prompts,
         *,
         max_new_tokens: int = 64,
         rivals: Sequence[str | int] | None = None,
@@ -282,8 +318,12 @@ class HookedLVLM:
         keep_features: bool = False,
         image_mode: str | None = None,
         progress: bool = True,
-    ) -> Trace:
+    ) -> Trace | list[Trace]:
         """Generate greedily and record, at each step's predicting position, every layer's lens.
+
+        Lists of images and prompts run as one left-padded batch (each row stopping at its own
+        end of sequence) and give one Trace per row, equal to tracing each alone up to float
+        rounding.
 
         Per step and layer: log-prob of the generated token, top-k ids and probs, entropy, JSD
         to the next recorded layer (nats; and the paper code's divergence, see
@@ -304,6 +344,7 @@ class HookedLVLM:
                 raise TokenError(
                     f"Rival token id {rival} is outside the vocabulary 0..{self.d_vocab - 1}."
                 )
+        batched = isinstance(prompt, list)
         inputs = self.prepare(image, prompt, image_mode=image_mode)
         self._check_context(inputs, max_new_tokens)
         with skipped_blocks(self.adapter, skip_layers) as kept:
@@ -318,52 +359,42 @@ class HookedLVLM:
             )
             bar = tqdm(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
             with bar, self.hooks(recorder.hooks()):
-                ids = greedy_decode(
+                ids = greedy_decode_batch(
                     self.adapter.hf_model,
                     inputs,
                     max_new_tokens,
                     self.adapter.eos_token_ids,
+                    self._pad_token_id(),
                     on_step=recorder.record,
                     progress=bar,
                 )
-        arrays = recorder.arrays()
-        topk_ids = arrays["topk_ids"]
-        return Trace(
-            prompt=prompt,
-            prompt_text=inputs.text,
-            prompt_ids=inputs.input_ids[0].tolist(),
-            text=self.tokenizer.decode(ids, skip_special_tokens=True),
-            tokens=self.tokenizer.convert_ids_to_tokens(ids),
-            token_ids=np.asarray(ids, dtype=np.int64),
-            layers=np.asarray([0] + [block + 1 for block in kept], dtype=np.int64),
-            logprob=arrays["logprob"],
-            entropy=arrays["entropy"],
-            jsd=arrays["jsd"],
-            paper_jsd=arrays["paper_jsd"],
-            topk_ids=topk_ids,
-            topk_probs=arrays["topk_probs"],
-            topk_tokens=np.asarray(
-                self.tokenizer.convert_ids_to_tokens(topk_ids.ravel().tolist()), dtype=str
-            ).reshape(topk_ids.shape),
-            rival_words=[str(r) for r in rivals or ()],
-            rival_ids=rival_ids,
-            rival_logprobs=arrays["rival_logprobs"],
-            rank=arrays["rank"],
-            top1_logprobs=arrays["top1_logprobs"],
-            image_span=inputs.image_span,
-            features=arrays.get("features"),
-            settings={
-                "model": self.name,
-                "lens": lens,
-                "top_k": top_k,
-                "skip_layers": sorted(set(skip_layers or ())),
-                "max_new_tokens": max_new_tokens,
-                "image_mode": image_mode or self.adapter.image_modes[0],
-                "has_image": image is not None,
-                "n_blocks": self.n_blocks,
-                "d_vocab": self.d_vocab,
-            },
-        )
+        settings = {
+            "model": self.name,
+            "lens": lens,
+            "top_k": top_k,
+            "skip_layers": sorted(set(skip_layers or ())),
+            "max_new_tokens": max_new_tokens,
+            "image_mode": image_mode or self.adapter.image_modes[0],
+            "n_blocks": self.n_blocks,
+            "d_vocab": self.d_vocab,
+        }
+        images = image if batched else [image]
+        traces = [
+            build_trace(
+                self.tokenizer,
+                recorder.arrays(row),
+                ids[row],
+                prompt=prompts_row,
+                inputs=inputs,
+                row=row,
+                layers=[0] + [block + 1 for block in kept],
+                rivals=[str(r) for r in rivals or ()],
+                rival_ids=rival_ids,
+                settings={**settings, "has_image": images[row] is not None},
+            )
+            for row, prompts_row in enumerate(prompt if batched else [prompt])
+        ]
+        return traces if batched else traces[0]
 
 
 def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:

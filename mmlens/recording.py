@@ -1,6 +1,6 @@
 """What `HookedLVLM.trace` records per step: every layer's lens statistics, last position only."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +40,7 @@ class LayerRecorder:
     rival_ids: list[int]
     keep_features: bool
     captured: dict[str, Tensor] = field(default_factory=dict)
-    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    rows: list[dict[str, list[np.ndarray]]] = field(default_factory=list)  # one per batch row
 
     def hooks(self) -> list[tuple[str, Callable[[Tensor, object], None]]]:
         """Forward hooks for `bridge.hooks(fwd_hooks=...)`."""
@@ -48,19 +48,35 @@ class LayerRecorder:
 
     def _capture_as(self, name: str) -> Callable[[Tensor, object], None]:
         # Alias hooks report their canonical name, so capture under the name we asked for.
-        # Cloned: a view of the last row would keep the whole [positions x d] activation alive.
+        # Cloned: a view of the last position would keep the whole [batch x positions x d]
+        # activation alive.
         def capture(activation: Tensor, hook: object) -> None:
-            self.captured[name] = activation[0, -1].detach().clone()
+            self.captured[name] = activation[:, -1].detach().clone()
 
         return capture
 
-    def residual_stack(self) -> Float[Tensor, "layer d_model"]:
-        """The captured residual of every recorded layer at the predicting position."""
-        return torch.stack([self.captured[name] for name in self.hook_names])
+    def residual_stack(self, row: int = 0) -> Float[Tensor, "layer d_model"]:
+        """The captured residual of every recorded layer at the predicting position of a row."""
+        return torch.stack([self.captured[name][row] for name in self.hook_names])
 
-    def record(self, step: int, logits: Tensor, token: int) -> None:
-        """Compute and store one generation step's statistics (the `greedy_decode` callback)."""
-        resid = self.residual_stack()
+    def record(
+        self,
+        step: int,
+        logits: Tensor,
+        tokens: Sequence[int],
+        active: Sequence[bool] | None = None,
+    ) -> None:
+        """Store one generation step's statistics for every active batch row (the
+        `greedy_decode_batch` callback)."""
+        while len(self.rows) < len(tokens):
+            self.rows.append({})
+        for row, token in enumerate(tokens):
+            if active is None or active[row]:
+                self._record_row(row, token)
+        self.captured.clear()
+
+    def _record_row(self, row: int, token: int) -> None:
+        resid = self.residual_stack(row)
         layer_logprobs = log_probs(lens_logits(resid, self.final_norm, self.unembed, self.lens))
         top = layer_logprobs.topk(self.top_k, dim=-1)
         jsd, paper_jsd = adjacent_divergences(layer_logprobs)
@@ -80,14 +96,13 @@ class LayerRecorder:
             values["features"] = self._features(resid).float()
         for name, value in values.items():
             # A copy: some values are views whose storage is the whole [layer x vocab] matrix.
-            self.rows.setdefault(name, []).append(value.cpu().numpy().copy())
-        self.captured.clear()
+            self.rows[row].setdefault(name, []).append(value.cpu().numpy().copy())
 
     def _features(self, resid: Tensor) -> Tensor:
         """Raw residuals; with the paper lens, HF `hidden_states` (the last layer final-normed),
         which is what the paper's t-SNE embedded."""
         return hf_hidden_states(resid, self.final_norm) if self.lens == "paper" else resid
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Stack the steps: every array gets a leading `step` axis."""
-        return {name: np.stack(rows) for name, rows in self.rows.items()}
+    def arrays(self, row: int = 0) -> dict[str, np.ndarray]:
+        """Stack a batch row's steps: every array gets a leading `step` axis."""
+        return {name: np.stack(values) for name, values in self.rows[row].items()}

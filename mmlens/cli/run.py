@@ -111,6 +111,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--lens", choices=["normed", "paper"], default="normed")
     run.add_argument("--top-k", type=int, default=5)
     run.add_argument("--suffix", default="", help="text appended to every prompt")
+    run.add_argument("--batch-size", type=int, default=1, help="items traced in one forward")
     run.add_argument("--flush-every", type=int, default=16, help="items per written part")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(run=_run)

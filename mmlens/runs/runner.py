@@ -1,4 +1,4 @@
-"""Trace a model over a benchmark's items, writing as it goes (see `store` for the folder).
+"""Trace a model over a benchmark's items in batches, writing as it goes (see `store`).
 
 One row per item (what was asked, what the model said, ground truth, timing, status) and one per
 generated token and layer (the trace's records, as `Trace.to_frame`). A bad item (a missing or
@@ -22,7 +22,7 @@ from mmlens.runs.store import RunStore
 
 ITEM_COLUMNS = [
     "order", "id", "benchmark", "task", "kind", "image", "prompt", "truth", "extra", "output",
-    "n_tokens", "status", "error", "seconds", "cpu_seconds", "shard",
+    "n_tokens", "status", "error", "seconds", "cpu_seconds", "batch_size", "shard",
 ]  # fmt: skip
 
 
@@ -35,16 +35,19 @@ class RunSettings:
     top_k: int = 5
     suffix: str = ""  # appended to every prompt, e.g. " Answer with one word."
     flush_every: int = 16  # items per written part
+    batch_size: int = 1  # items traced in one forward (equal to one at a time up to rounding)
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.top_k < 1 or self.flush_every < 1:
+        values = (self.max_new_tokens, self.top_k, self.flush_every, self.batch_size)
+        if min(values) < 1:
             raise ConfigError(
                 f"max_new_tokens={self.max_new_tokens}, top_k={self.top_k}, flush_every="
-                f"{self.flush_every}: each must be >= 1."
+                f"{self.flush_every}, batch_size={self.batch_size}: each must be >= 1."
             )
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "flush_every"}
+        """What makes two runs the same run (how they were batched and flushed does not)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("flush_every", "batch_size")}
 
 
 @dataclass(frozen=True)
@@ -79,28 +82,40 @@ def _item_row(item: BenchmarkItem, order: int, shard: Shard, **result: Any) -> d
     }
 
 
-def _trace_item(
-    model: Any, item: BenchmarkItem, settings: RunSettings
-) -> tuple[dict[str, Any], pd.DataFrame | None]:
+def _trace_batch(
+    model: Any, batch: list[BenchmarkItem], settings: RunSettings
+) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
+    """Trace items in one forward; if one of them is bad, each alone, so that only the bad ones
+    fail. Time is shared equally among a batch's items."""
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        trace = model.trace(
-            item.image,
-            item.prompt + settings.suffix,
+        traces = model.trace(
+            [item.image for item in batch],
+            [item.prompt + settings.suffix for item in batch],
             max_new_tokens=settings.max_new_tokens,
             lens=settings.lens,
             top_k=settings.top_k,
             progress=False,
         )
     except MMLensError as error:
-        result = {"output": None, "n_tokens": 0, "status": "failed", "error": str(error)}
-        tokens = None
+        if len(batch) == 1:
+            failed = {"output": None, "n_tokens": 0, "status": "failed", "error": str(error)}
+            results: list[tuple[dict[str, Any], pd.DataFrame | None]] = [(failed, None)]
+        else:
+            return [found for item in batch for found in _trace_batch(model, [item], settings)]
     else:
-        result = {"output": trace.text, "n_tokens": trace.n_steps, "status": "ok", "error": ""}
-        tokens = trace.to_frame()
-    result["seconds"] = time.perf_counter() - start
-    result["cpu_seconds"] = time.process_time() - cpu
-    return result, tokens
+        results = [
+            (
+                {"output": t.text, "n_tokens": t.n_steps, "status": "ok", "error": ""},
+                t.to_frame(),
+            )
+            for t in traces
+        ]
+    seconds = (time.perf_counter() - start) / len(batch)
+    cpu_seconds = (time.process_time() - cpu) / len(batch)
+    for result, _ in results:
+        result.update(seconds=seconds, cpu_seconds=cpu_seconds, batch_size=len(batch))
+    return results
 
 
 def run_items(
@@ -145,19 +160,25 @@ def run_items(
         rows.clear()
         token_frames.clear()
 
-    bar = tqdm(pending, desc=f"run (rank {shard.rank})", unit="item", disable=not progress)
-    for order, item in bar:
-        result, tokens = _trace_item(model, item, settings)
-        rows.append(_item_row(item, order, shard, **result))
-        if tokens is None:
-            n_failed += 1
-        else:
-            n_ok += 1
-            tokens.insert(0, "order", order)
-            tokens.insert(1, "id", item.id)
-            token_frames.append(tokens)
+    bar = tqdm(
+        total=len(pending), desc=f"run (rank {shard.rank})", unit="item", disable=not progress
+    )
+    for first in range(0, len(pending), settings.batch_size):
+        chunk = pending[first : first + settings.batch_size]
+        results = _trace_batch(model, [item for _, item in chunk], settings)
+        for (order, item), (result, tokens) in zip(chunk, results, strict=True):
+            rows.append(_item_row(item, order, shard, **result))
+            if tokens is None:
+                n_failed += 1
+            else:
+                n_ok += 1
+                tokens.insert(0, "order", order)
+                tokens.insert(1, "id", item.id)
+                token_frames.append(tokens)
+        bar.update(len(chunk))
         if len(rows) >= settings.flush_every:
             flush()
+    bar.close()
     flush()
     n_failed += sum(1 for s in skipped if s.id not in done) if shard.rank == 0 else 0
     return RunSummary(

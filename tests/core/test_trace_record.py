@@ -135,7 +135,7 @@ def test_recorder_holds_no_big_storage(tiny, photo):
 
     def inspect_then_record(step, logits, token):
         captured_bytes.extend(t.untyped_storage().nbytes() for t in recorder.captured.values())
-        recorder.record(step, logits, token)
+        recorder.record(step, logits[None], [token])
 
     inputs = tiny.prepare(photo, PROMPT)
     with tiny.hooks(recorder.hooks()):
@@ -143,8 +143,8 @@ def test_recorder_holds_no_big_storage(tiny, photo):
     row_size = tiny.d_model * tiny.dtype.itemsize
     assert len(captured_bytes) == 3 * (tiny.n_blocks + 1)
     assert max(captured_bytes) == row_size
-    rows = [row for name_rows in recorder.rows.values() for row in name_rows]
-    assert len(rows) == 3 * len(recorder.rows) and all(row.base is None for row in rows)
+    rows = [row for name_rows in recorder.rows[0].values() for row in name_rows]
+    assert len(rows) == 3 * len(recorder.rows[0]) and all(row.base is None for row in rows)
 
 
 def test_prefill_unembeds_the_last_position_only(tiny, photo):

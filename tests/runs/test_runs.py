@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,6 +56,23 @@ def test_tables_hold_each_item_once_and_equal_single_traces(bench, model, tmp_pa
     assert pd.read_parquet(store.out / "items.parquet").equals(merged)
 
 
+def test_batched_run_equals_one_at_a_time(bench, model, tmp_path):
+    items = ItemSet(read_shapes(bench).items[:8])
+    frames = {}
+    for size in (1, 3):
+        store = _store(tmp_path / f"run{size}")
+        settings = RunSettings(max_new_tokens=4, flush_every=3, batch_size=size)
+        run_items(model, items, store, settings, progress=False)
+        frames[size] = store.merge()
+    (one, one_tokens), (three, three_tokens) = frames[1], frames[3]
+    assert list(three.batch_size) == [3] * 6 + [2] * 2
+    pd.testing.assert_frame_equal(
+        one[["id", "output", "n_tokens"]], three[["id", "output", "n_tokens"]]
+    )
+    numbers = ["logprob", "entropy", "jsd", "top1_prob"]
+    np.testing.assert_allclose(one_tokens[numbers], three_tokens[numbers], atol=2e-5)
+
+
 def test_resume_extends_without_repeats(bench, model, tmp_path):
     items = read_shapes(bench)
     store = _store(tmp_path / "run")
@@ -98,7 +116,8 @@ def test_bad_items_are_recorded_and_the_run_goes_on(bench, model, tmp_path):
         skipped=(Skipped(902, "image missing: nowhere.png"),),
     )
     store = _store(tmp_path / "run")
-    summary = run_items(model, items, store, SETTINGS, progress=False)
+    batched = RunSettings(max_new_tokens=4, flush_every=3, batch_size=4)  # one bad item per batch
+    summary = run_items(model, items, store, batched, progress=False)
     assert (summary.n_ok, summary.n_failed) == (2, 3)
     merged, tokens = store.merge()
     errors = dict(zip(merged.id, merged.error, strict=True))
