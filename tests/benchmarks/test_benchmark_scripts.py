@@ -66,3 +66,13 @@ def test_skip_benchmark_fits_fixed_and_per_block_cost(monkeypatch):
     rows = [value for key, value in result.items() if key.startswith("skip ")]
     assert [row["ideal (L-k)/L"] for row in rows] == [1.0, 0.75, 0.5, 0.25]
     assert rows[0]["time vs full"] == 1.0
+
+
+@pytest.mark.slow
+def test_run_throughput_contenders_run(monkeypatch, tmp_path):
+    run_throughput = _import("run_throughput", monkeypatch)
+    checkpoint = str(run_throughput.build_checkpoint("smoke", tmp_path / "smoke"))
+    for name in ("trace_2", "hf_2"):
+        result = run_throughput.run_contender(name, checkpoint, 3, 2, "cpu", "float32")
+        assert result["name"] == name and result["seconds"] > 0 and result["items"] == 3
+        assert 3 <= result["tokens"] <= 6  # 3 items x 2 steps, fewer if one ends early
