@@ -378,7 +378,8 @@ class HookedLVLM:
             "n_blocks": self.n_blocks,
             "d_vocab": self.d_vocab,
         }
-        images = image if batched else [image]
+        prompts = prompt if batched else [prompt]
+        images = image if isinstance(image, list) else [image] * len(prompts)
         traces = [
             build_trace(
                 self.tokenizer,
@@ -392,7 +393,7 @@ class HookedLVLM:
                 rival_ids=rival_ids,
                 settings={**settings, "has_image": images[row] is not None},
             )
-            for row, prompts_row in enumerate(prompt if batched else [prompt])
+            for row, prompts_row in enumerate(prompts)
         ]
         return traces if batched else traces[0]
 

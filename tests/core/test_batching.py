@@ -55,6 +55,13 @@ def test_trace_batch_equals_single_traces(shapes, scenes):
         _assert_same_trace(batched, single)
 
 
+def test_one_image_for_every_prompt(shapes, scenes):
+    traces = shapes.trace(scenes[1], PROMPTS[1:], max_new_tokens=3, progress=False)
+    assert [t.settings["has_image"] for t in traces] == [True, True]
+    alone = shapes.trace(scenes[1], PROMPTS[2], max_new_tokens=3, progress=False)
+    assert traces[1].token_ids.tolist() == alone.token_ids.tolist()
+
+
 def test_generate_batch_with_and_without_images(tiny, photo):
     prompts = ["describe this image .", "a much longer prompt with several more words in it ."]
     images = [photo, None]
