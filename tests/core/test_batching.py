@@ -91,6 +91,18 @@ def test_forward_on_a_batch_equals_rows_alone(tiny, photo):
         torch.testing.assert_close(logits[row, -1], alone[0, -1], atol=1e-5, rtol=1e-5)
 
 
+def test_run_with_cache_and_hooks_take_batches(tiny, photo):
+    prompts = ["describe it .", "a longer text only prompt , with more words ."]
+    logits, cache = tiny.run_with_cache([photo, None], prompts)
+    assert cache["blocks.0.hook_resid_post"].shape[:2] == logits.shape[:2] == (2, logits.shape[1])
+    for row, (image, prompt) in enumerate(zip([photo, None], prompts, strict=True)):
+        torch.testing.assert_close(
+            logits[row, -1], tiny(image, prompt)[0, -1], atol=1e-5, rtol=1e-5
+        )
+    hooked = tiny.run_with_hooks([photo, None], prompts, fwd_hooks=[])
+    torch.testing.assert_close(hooked, logits)
+
+
 def test_bad_batches(tiny, photo):
     with pytest.raises(ConfigError, match="2 images for 3 prompts"):
         tiny.prepare([photo, photo], ["a", "b", "c"])
