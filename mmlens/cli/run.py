@@ -73,11 +73,15 @@ def _run(args: argparse.Namespace) -> int:
         merged, tokens = store.merge()
         output = write_benchmark_output(args.benchmark, merged, store.out)
         failed = merged[merged.status == "failed"] if len(merged) else merged
+        kinds = failed.error.str.split(":").str[0] if len(failed) else failed.error
         report = {
             "items": len(merged),
             "ok": int((merged.status == "ok").sum()) if len(merged) else 0,
             "failed": len(failed),
-            "errors": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
+            "errors": {
+                kind: {"count": int(count), "example": failed.error[kinds == kind].iloc[0]}
+                for kind, count in kinds.value_counts().head(10).items()
+            },
             "token_rows": len(tokens),
             "seconds_per_item": float(merged.seconds.mean()) if len(merged) else None,
         }
@@ -87,8 +91,8 @@ def _run(args: argparse.Namespace) -> int:
             f"({report['ok']} ok, {report['failed']} failed); items.parquet, tokens.parquet, "
             f"{output.name}, summary.json"
         )
-        for error, count in report["errors"].items():
-            print(f"  failed x{count}: {error}")
+        for kind, found in report["errors"].items():
+            print(f"  failed x{found['count']}: {kind} (e.g. {found['example']})")
     shard.close()
     return 0
 

@@ -1,0 +1,89 @@
+"""`mmlens run` on each benchmark's files (tiny data sets built here), then `mmlens score` on the
+benchmark output file the run wrote."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mmlens.cli import main
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("COCO_val2014_000000000001.jpg", "COCO_val2014_000000000002.jpg", "AMBER_1.jpg"):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def _run(benchmark, data, images, out, model):
+    args = ["run", benchmark, "--data", str(data), "--images", str(images), "--out", str(out)]
+    return main([*args, "--model", str(model), "--max-new-tokens", "3", "--quiet"])
+
+
+def test_pope(tmp_path, images, checkpoints, capsys):
+    questions = tmp_path / "coco_pope_random.json"
+    rows = [
+        {"question_id": i, "image": f"COCO_val2014_{image:012d}.jpg", "text": t, "label": label}
+        for i, image, t, label in [
+            (1, 1, "Is there a dog?", "yes"),
+            (2, 2, "A cat?", "no"),
+            (3, 9, "A car?", "no"),
+        ]
+    ]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _run("pope", questions, images, tmp_path / "run", checkpoints["gqa"]) == 0
+    out = capsys.readouterr().out
+    assert "3 items (2 ok, 1 failed)" in out and "image missing" in out
+    answers = tmp_path / "run" / "answers.jsonl"
+    assert [json.loads(line)["question_id"] for line in answers.read_text().splitlines()] == [1, 2]
+    assert (
+        main(["score", "pope", "--questions", str(questions), "--answers", str(answers), "--json"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["n_scored"] == 2
+
+
+def test_coco(tmp_path, images, checkpoints, capsys):
+    coco = tmp_path / "annotations"
+    coco.mkdir()
+    listed = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in (1, 2)]
+    instances = {"categories": [{"id": 18, "name": "dog"}], "images": listed, "annotations": []}
+    (coco / "instances_val2014.json").write_text(json.dumps(instances))
+    captions = [{"image_id": 1, "caption": "A dog on a sofa."}]
+    (coco / "captions_val2014.json").write_text(json.dumps({"annotations": captions}))
+    assert _run("coco", coco, images, tmp_path / "run", checkpoints["gqa"]) == 0
+    items = pd.read_parquet(tmp_path / "run" / "items.parquet")
+    assert list(items.id) == [1, 2] and json.loads(items.truth[0]) == ["couch", "dog"]
+    capsys.readouterr()
+    caps = tmp_path / "run" / "captions.jsonl"
+    assert main(["score", "chair", "--captions", str(caps), "--coco", str(coco), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_scored"] == 2
+
+
+def test_amber_needs_images_and_refuses_other_settings(
+    tmp_path, amber_dir, images, checkpoints, capsys
+):
+    out = tmp_path / "run"
+    assert main(["run", "amber", "--data", str(amber_dir), "--out", str(out)]) == 2
+    assert "needs --images" in capsys.readouterr().err
+    assert _run("amber", amber_dir, images, out, checkpoints["gqa"]) == 0
+    queries = [
+        q
+        for f in ("generative", "discriminative")
+        for q in json.loads((amber_dir / "query" / f"query_{f}.json").read_text())
+    ]
+    first = sum(q["image"] == "AMBER_1.jpg" for q in queries)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] == first  # AMBER_1.jpg's caption query and yes-no questions ...
+    assert summary["failed"] == 15220 - first  # ... every other item's image is missing
+    assert summary["errors"]["image missing"]["count"] == 15220 - first
+    assert "image missing" in capsys.readouterr().out
+    again = ["run", "amber", "--data", str(amber_dir), "--images", str(images), "--out", str(out)]
+    assert main([*again, "--model", str(checkpoints["gqa"]), "--max-new-tokens", "4"]) == 2
+    assert "max_new_tokens: 3 there, 4 now" in capsys.readouterr().err
