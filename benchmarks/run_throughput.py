@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trace_cost import SCALES, build_checkpoint  # noqa: E402
+from trace_cost import benchmark_parser, build_checkpoint  # noqa: E402
 
 PROMPTS = (
     "Describe this image.",
@@ -151,19 +151,9 @@ def summarize(results: dict[str, list[dict]], sizes: list[int], args: argparse.N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", choices=list(SCALES), default="small")
+    parser = benchmark_parser(__doc__, steps=8, rounds=3)
     parser.add_argument("--items", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,4,8")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--out", type=Path, help="also write the summary to this JSON file")
-    parser.add_argument("--only", help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         result = run_contender(

@@ -237,19 +237,25 @@ def run_in_subprocess(name: str, checkpoint: str, args: argparse.Namespace, memo
     return json.loads(line.strip().splitlines()[-1])
 
 
-def main() -> None:
+def benchmark_parser(doc: str | None, steps: int, rounds: int) -> argparse.ArgumentParser:
+    """The options every benchmark script shares (and the hidden ones of its subprocesses)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scale", choices=list(SCALES), default="small")
-    parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--naive-steps", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--out", type=Path, help="also write the summary to this JSON file")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, steps=64, rounds=2)
+    parser.add_argument("--naive-steps", type=int, default=4)
     args = parser.parse_args()
     if args.only:
         print(
