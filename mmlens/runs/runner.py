@@ -56,12 +56,14 @@ class RunSummary:
     n_resumed: int  # already in the folder when this process started
     n_ok: int
     n_failed: int
+    n_unreadable: int  # items the reader could not use (image missing...), recorded as failed
     seconds: float
 
     def line(self) -> str:
         return (
             f"{self.n_items} items: {self.n_resumed} already done, {self.n_ok} traced, "
-            f"{self.n_failed} failed, in {self.seconds:.1f} s"
+            f"{self.n_failed} failed, in {self.seconds:.1f} s; {self.n_unreadable} more the "
+            "reader could not use, recorded as failed"
         )
 
 
@@ -180,7 +182,7 @@ def run_items(
             flush()
     bar.close()
     flush()
-    n_failed += sum(1 for s in skipped if s.id not in done) if shard.rank == 0 else 0
+    unreadable = sum(1 for s in skipped if s.id not in done) if shard.rank == 0 else 0
     return RunSummary(
-        len(mine), len(mine) - len(pending), n_ok, n_failed, time.perf_counter() - start
+        len(mine), len(mine) - len(pending), n_ok, n_failed, unreadable, time.perf_counter() - start
     )

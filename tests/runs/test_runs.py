@@ -118,7 +118,7 @@ def test_bad_items_are_recorded_and_the_run_goes_on(bench, model, tmp_path):
     store = _store(tmp_path / "run")
     batched = RunSettings(max_new_tokens=4, flush_every=3, batch_size=4)  # one bad item per batch
     summary = run_items(model, items, store, batched, progress=False)
-    assert (summary.n_ok, summary.n_failed) == (2, 3)
+    assert (summary.n_ok, summary.n_failed, summary.n_unreadable) == (2, 2, 1)
     merged, tokens = store.merge()
     errors = dict(zip(merged.id, merged.error, strict=True))
     assert "not a readable image" in errors[900]
