@@ -26,6 +26,7 @@ import pandas as pd
 from mmlens.errors import ConfigError
 
 FORMAT_VERSION = 1
+OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial"})
 
 
 @dataclass
@@ -59,7 +60,8 @@ class RunStore:
                     f"{out} holds another run ({detail}); use another --out, or the same settings "
                     "to resume it."
                 )
-        elif out.exists() and any(out.iterdir()):
+        elif out.exists() and any(p.name not in OWN_ENTRIES for p in out.iterdir()):
+            # (other ranks of the same launch may already have made parts/ and run.json)
             raise ConfigError(f"{out} exists and is not an mmlens run; use another --out.")
         (out / "parts").mkdir(parents=True, exist_ok=True)
         if not path.is_file():
