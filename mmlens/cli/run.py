@@ -52,7 +52,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
     settings = RunSettings(
-        args.max_new_tokens, args.lens, args.top_k, args.suffix, args.flush_every
+        max_new_tokens=args.max_new_tokens,
+        lens=args.lens,
+        top_k=args.top_k,
+        suffix=args.suffix,
+        flush_every=args.flush_every,
+        batch_size=args.batch_size,
     )
     shard = Shard.from_env()
     items = _items(args)

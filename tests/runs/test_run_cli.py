@@ -87,3 +87,16 @@ def test_amber_needs_images_and_refuses_other_settings(
     again = ["run", "amber", "--data", str(amber_dir), "--images", str(images), "--out", str(out)]
     assert main([*again, "--model", str(checkpoints["gqa"]), "--max-new-tokens", "4"]) == 2
     assert "max_new_tokens: 3 there, 4 now" in capsys.readouterr().err
+
+
+def test_batch_size_reaches_the_run(tmp_path, capsys):
+    from mmlens.benchmarks import write_shapes_benchmark
+
+    bench = write_shapes_benchmark(tmp_path / "bench", n_scenes=2)
+    out = tmp_path / "run"
+    args = ["run", "shapes", "--data", str(bench), "--out", str(out), "--quiet", "--limit", "5"]
+    assert main([*args, "--batch-size", "0"]) == 2
+    assert "batch_size=0" in capsys.readouterr().err
+    assert main([*args, "--batch-size", "4", "--max-new-tokens", "2"]) == 0
+    items = pd.read_parquet(out / "items.parquet")
+    assert list(items.batch_size) == [4, 4, 4, 4, 1]
