@@ -1,0 +1,83 @@
+"""Bootstrap confidence intervals for the rates the hallucination link compares, e.g.
+P(mutation | hallucinated word) against P(mutation | correct word).
+
+Percentile bootstrap over items (resampling with replacement, a seeded generator): the interval
+is the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of the statistic over resamples.
+For a difference of two rates, each group is resampled on its own (they are independent samples).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from jaxtyping import Shaped
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic's value on the data and its bootstrap interval, with the sample sizes."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    n: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence {self.confidence} must be in (0, 1)")
+
+    def __str__(self) -> str:
+        sizes = ", ".join(f"n={n}" for n in self.n)
+        return (
+            f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}] "
+            f"({100 * self.confidence:.0f} % CI; {sizes})"
+        )
+
+
+def _check(values: np.ndarray, what: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{what}: need a non-empty 1-D sample, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{what}: the sample holds NaN or infinite values")
+    return values
+
+
+def bootstrap_interval(
+    values: Shaped[np.ndarray, " n"],
+    statistic: Callable[[np.ndarray], np.ndarray] = lambda v: v.mean(axis=-1),
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of `statistic` (vectorised over the last axis; the mean by
+    default, which for 0/1 values is a rate)."""
+    sample = _check(values, "values")
+    rng = np.random.default_rng(seed)
+    resamples = sample[rng.integers(0, sample.size, (n_resamples, sample.size))]
+    stats = statistic(resamples)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(stats, [tail, 1 - tail])
+    return Interval(float(statistic(sample)), float(low), float(high), confidence, (sample.size,))
+
+
+def difference_interval(
+    first: Shaped[np.ndarray, " n"],
+    second: Shaped[np.ndarray, " m"],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """Bootstrap interval of mean(first) - mean(second), each group resampled on its own."""
+    a, b = _check(first, "first"), _check(second, "second")
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, a.size, (n_resamples, a.size))].mean(axis=1)
+    means_b = b[rng.integers(0, b.size, (n_resamples, b.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means_a - means_b, [tail, 1 - tail])
+    return Interval(
+        float(a.mean() - b.mean()), float(low), float(high), confidence, (a.size, b.size)
+    )
