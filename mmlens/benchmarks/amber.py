@@ -57,6 +57,7 @@ DIMENSIONS = {
     "discriminative-attribute-action": "attribute",
 }
 QUERY_FILES = ("query_generative.json", "query_discriminative.json")
+ANSWER_RULES = ("amber", "pope")
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,17 @@ def generative_item(
     }
 
 
+def _check_rule(rule: str) -> None:
+    if rule not in ANSWER_RULES:
+        raise ConfigError(f"answer_rule {rule!r}: use 'amber' (exact Yes/No) or 'pope'.")
+
+
 def yes_no(response: str, rule: str) -> str | None:
     """ "yes", "no" or None (not an answer) under AMBER's exact rule or POPE's reading."""
+    _check_rule(rule)
     if rule == "amber":
         return {"Yes": "yes", "No": "no"}.get(response)
-    if rule == "pope":
-        return pope_answer(response)
-    raise ConfigError(f"answer_rule {rule!r}: use 'amber' (exact Yes/No) or 'pope'.")
+    return pope_answer(response)
 
 
 def discriminative_metrics(frame: pd.DataFrame) -> dict[str, float | None]:
@@ -267,7 +272,7 @@ def score_amber(
             else f"ids not in the annotations: {unknown[:5]}"
         )
         raise BenchmarkDataError(f"AMBER responses: {problem} ({data.folder}).")
-    yes_no(pairs[0][1] if pairs else "", answer_rule)  # validates the rule
+    _check_rule(answer_rule)
     generative = [(i, r) for i, r in pairs if data.annotations[i]["type"] == "generative"]
     if generative:  # the text pipeline and vectors load in seconds: only when captions need them
         pipeline = pipeline or get_pipeline()

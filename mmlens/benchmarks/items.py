@@ -147,10 +147,15 @@ def read_outputs(path: str | Path, id_key: str, text_key: str, what: str) -> lis
     for index, row in enumerate(read_records(path, what)):
         where = f"{path} entry {index}"
         require_keys(row, (id_key, text_key), where)
-        if not isinstance(row[text_key], str):
-            raise BenchmarkDataError(f"{where}: {text_key} {row[text_key]!r} is not a string.")
-        pairs.append((as_int_id(row[id_key], where), row[text_key]))
+        pairs.append(_id_text(row[id_key], row[text_key], text_key, where))
     return pairs
+
+
+def _id_text(item_id: Any, text: Any, text_key: str, where: str) -> tuple[int, str]:
+    """A checked (id, text) pair: the id an integer, the text a string."""
+    if not isinstance(text, str):
+        raise BenchmarkDataError(f"{where}: {text_key} {text!r} is not a string.")
+    return as_int_id(item_id, where), text
 
 
 def require_keys(record: dict[str, Any], keys: Sequence[str], where: str) -> None:
@@ -190,10 +195,7 @@ def id_text_pairs(
         rows = iter(outputs.items())
     else:
         rows = iter(outputs)
-    pairs = []
-    for index, (item_id, text) in enumerate(rows):
-        where = f"{what} row {index}"
-        if not isinstance(text, str):
-            raise BenchmarkDataError(f"{where}: {text_column} {text!r} is not a string.")
-        pairs.append((as_int_id(item_id, where), text))
-    return pairs
+    return [
+        _id_text(item_id, text, text_column, f"{what} row {index}")
+        for index, (item_id, text) in enumerate(rows)
+    ]

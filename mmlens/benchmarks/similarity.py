@@ -99,14 +99,13 @@ def near_synonyms(kind: str = "auto", threshold: float = AMBER_THRESHOLD) -> Nea
     "exact", or an installed spaCy pipeline's name ("en_core_web_lg", "en_core_web_md", ...)."""
     if kind == "exact":
         return ExactMatch()
-    candidates = ["en_core_web_lg"] if kind == "auto" else [kind]
-    for name in candidates:
-        found = _spacy_model(name)
-        if found is not None:
-            nlp, description = found
-            if not nlp.vocab.vectors.shape[0]:
-                raise ConfigError(f"spaCy pipeline {name!r} has no word vectors; use lg or md.")
-            return SpacyVectors(nlp, description, threshold)
+    name = "en_core_web_lg" if kind == "auto" else kind
+    found = _spacy_model(name)
+    if found is not None:
+        nlp, description = found
+        if not nlp.vocab.vectors.shape[0]:
+            raise ConfigError(f"spaCy pipeline {name!r} has no word vectors; use lg or md.")
+        return SpacyVectors(nlp, description, threshold)
     if kind == "auto":
         return ExactMatch("exact (en_core_web_lg is not installed)")
     raise MissingDependencyError(
