@@ -48,6 +48,7 @@ def _items(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from mmlens.cli.options import load_model
     from mmlens.runs import RunSettings, RunStore, Shard, run_items, write_benchmark_output
+    from mmlens.runs.store import write_text_atomic
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             "token_rows": len(tokens),
             "seconds_per_item": float(merged.seconds.mean()) if len(merged) else None,
         }
-        (store.out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
+        write_text_atomic(store.out / "summary.json", json.dumps(report, indent=1) + "\n")
         print(
             f"rank 0: {summary.line()}\nRun folder {store.out}: {report['items']} items "
             f"({report['ok']} ok, {report['failed']} failed); items.parquet, tokens.parquet, "
