@@ -131,6 +131,8 @@ def run_items(
     """Trace this shard's items that the store does not hold yet, writing a part every
     `settings.flush_every` items. Items a reader skipped are written as failed (by rank 0)."""
     shard = shard or Shard()
+    if settings.top_k > model.d_vocab:  # a setting, not an item, is wrong: fail before writing
+        raise ConfigError(f"top_k={settings.top_k} is more than the vocabulary ({model.d_vocab}).")
     start = time.perf_counter()
     done = store.done_ids()
     mine = [(order, item) for order, item in enumerate(items) if shard.owns(order)]

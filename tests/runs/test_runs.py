@@ -126,6 +126,13 @@ def test_bad_items_are_recorded_and_the_run_goes_on(bench, model, tmp_path):
     assert set(tokens.id) == {good[0].id, good[1].id}
 
 
+def test_a_bad_setting_fails_before_any_item_is_written(bench, model, tmp_path):
+    store = _store(tmp_path / "run")
+    with pytest.raises(ConfigError, match="top_k=100000"):
+        run_items(model, read_shapes(bench), store, RunSettings(top_k=100_000), progress=False)
+    assert store.parts == []
+
+
 def test_partial_folders_are_never_read(tmp_path):
     store = _store(tmp_path / "run")
     junk = store.out / "parts" / ".partial-000-deadbeef"
