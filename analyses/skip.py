@@ -1,11 +1,11 @@
 """Skip experiments (paper Fig. 5; the authors never released this code).
 
-From detected stages (critical layer c, mutation layers m1 < m2 ...), in HF layer numbers where
-layer l is the output of block l-1:
+From detected stages (critical layer c, mutation layers m1 < m2 ...; `analyses.stages` labels a
+layer pair (l, l+1) by l, the block that makes the change):
 
-* **skip.1** jumps from the critical layer to the first mutation layer: blocks c .. m1-2 do not run,
-  so layer c feeds block m1-1 directly;
-* **skip.2** skips only the mutation layers: blocks m-1 for each mutation layer m;
+* **skip.1** jumps from the critical layer to the first mutation: blocks c .. m1-1 do not run, so
+  layer c feeds block m1 (the mutating block) directly;
+* **skip.2** skips only the mutation layers: block m for each mutation layer m;
 * **skip.3** jumps from the critical layer to the last 5 layers: blocks c .. L-6 do not run.
 
 Each generation really skips the blocks (`HookedLVLM.generate(skip_layers=...)`) and is compared
@@ -38,8 +38,8 @@ def skip_plan(stages: TraceStages, n_blocks: int) -> dict[str, list[int]]:
         return plan
     mutations = [m for m in stages.mutation_layers if m > critical]
     if mutations:
-        plan["skip.1"] = list(range(critical, mutations[0] - 1))
-        plan["skip.2"] = [m - 1 for m in mutations]
+        plan["skip.1"] = list(range(critical, mutations[0]))
+        plan["skip.2"] = list(mutations)
     plan["skip.3"] = list(range(critical, n_blocks - LAST_LAYERS_KEPT))
     return {name: blocks for name, blocks in plan.items() if 0 < len(blocks) < n_blocks}
 

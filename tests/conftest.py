@@ -85,3 +85,26 @@ def pipeline():
 def amber_dir() -> Path:
     """AMBER's real annotation files, in the shared folder beside the checkout."""
     return SHARED / "amber"
+
+
+@pytest.fixture(scope="session")
+def shapes_model():
+    """The shipped model organism, `mmlens/shapes`."""
+    import mmlens
+
+    return mmlens.load("mmlens/shapes")
+
+
+@pytest.fixture(scope="session")
+def shapes_traces(shapes_model):
+    """Real traces: the shipped model captioning 24 held-out scenes."""
+    import random
+
+    from mmlens.zoo.shapes.evaluate import eval_scenes
+    from mmlens.zoo.shapes.scenes import draw_scene
+    from mmlens.zoo.shapes.text import CAPTION_PROMPTS
+
+    scenes = eval_scenes(12) + eval_scenes(12, prior_breaking=True)
+    images = [draw_scene(scene, random.Random(index)) for index, scene in enumerate(scenes)]
+    prompts = [CAPTION_PROMPTS[0]] * len(images)
+    return shapes_model.trace(images, prompts, max_new_tokens=40, progress=False)

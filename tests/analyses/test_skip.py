@@ -24,8 +24,8 @@ def _stages(critical, mutations=()):
 
 
 def test_paper_skip_sets_for_llava_shapes():
-    plan = skip_plan(_stages(18, (30,)), n_blocks=32)
-    # layer 18 feeds block 29 (which makes layer 30): blocks 18..28 skipped
+    plan = skip_plan(_stages(18, (29,)), n_blocks=32)
+    # mutation pair 29 = layers 29 -> 30, made by block 29; layer 18 feeds it: blocks 18..28 skipped
     assert plan["skip.1"] == list(range(18, 29))
     assert plan["skip.2"] == [29]
     assert plan["skip.3"] == list(range(18, 27))  # blocks 27..31 = the last 5 layers run
@@ -70,7 +70,7 @@ def test_compare_tracks_hallucinations():
 
 
 def test_skip_experiments_really_skip(tiny, photo):
-    stages = _stages(1, (3,))
+    stages = _stages(1, (2,))  # mutation pair 2: layers 2 -> 3, made by block 2
     table = skip_experiments(
         tiny, photo, "describe the image .", stages=stages, extra={"mine": [0]}, max_new_tokens=8
     )
