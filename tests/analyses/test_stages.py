@@ -76,7 +76,9 @@ def test_realistic_planted_profiles_are_found_exactly():
     layers = np.arange(33)
     table = detect_stages(jsd, np.full((len(jsd), 33), 0.5), layers)
     critical_right = (table.critical_layer.to_numpy() == [c for c, _ in planted]).mean()
-    mutations_right = np.mean([m == s for m, (_, s) in zip(table.mutation_layers, planted)])
+    mutations_right = np.mean(
+        [m == s for m, (_, s) in zip(table.mutation_layers, planted, strict=True)]
+    )
     assert critical_right >= 0.98 and mutations_right >= 0.98
     # Thresholds as fractions of each token's largest pair would call the churn stable (it is
     # below a tenth of the first jump) and miss every spike under 0.3 of it.
