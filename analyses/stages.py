@@ -177,6 +177,8 @@ def frame_stages(tokens: pd.DataFrame, params: StageParams = DEFAULT_PARAMS) -> 
     needed = {"order", "step", "layer", "jsd", "prob", "top1_id"}
     if missing := needed - set(tokens.columns):
         raise TraceFormatError(f"The tokens table lacks columns {sorted(missing)}.")
+    if tokens.empty:
+        return pd.DataFrame(columns=["order", "step", *STAGE_COLUMNS])
     tokens = tokens.sort_values(["order", "step", "layer"])
     layers = np.sort(tokens.layer.unique())
     n_layers = len(layers)

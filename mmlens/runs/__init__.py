@@ -3,7 +3,7 @@
 from mmlens.runs.exports import OUTPUT_FILES, write_benchmark_output
 from mmlens.runs.runner import RunSettings, RunSummary, run_items
 from mmlens.runs.sharding import Shard
-from mmlens.runs.store import RunStore
+from mmlens.runs.store import RunStore, read_run
 
 __all__ = [
     "OUTPUT_FILES",
@@ -11,6 +11,7 @@ __all__ = [
     "RunStore",
     "RunSummary",
     "Shard",
+    "read_run",
     "run_items",
     "write_benchmark_output",
 ]

@@ -1,9 +1,11 @@
 """Trace a model over a benchmark's items in batches, writing as it goes (see `store`).
 
 One row per item (what was asked, what the model said, ground truth, timing, status) and one per
-generated token and layer (the trace's records, as `Trace.to_frame`). A bad item (a missing or
-unreadable image, a prompt longer than the context) is recorded as failed with its error and the
-run goes on; anything else stops the run, and rerunning the same command resumes it.
+generated token and layer (the trace's records, as `Trace.to_frame`, plus `truth_logprob` and
+`truth_word`: the best log-prob among the first tokens of the item's truth words, and which word).
+A bad item (a missing or unreadable image, a prompt longer than the context) is recorded as
+failed with its error and the run goes on; anything else stops the run, and rerunning the same
+command resumes it.
 """
 
 import json
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -19,6 +22,8 @@ from mmlens.benchmarks.items import BenchmarkItem, ItemSet
 from mmlens.errors import ConfigError, MMLensError
 from mmlens.runs.sharding import Shard
 from mmlens.runs.store import RunStore
+from mmlens.trace import Trace
+from mmlens.words import truth_token_ids, truth_words
 
 ITEM_COLUMNS = [
     "order", "id", "benchmark", "task", "kind", "image", "prompt", "truth", "extra", "output",
@@ -84,12 +89,31 @@ def _item_row(item: BenchmarkItem, order: int, shard: Shard, **result: Any) -> d
     }
 
 
+def _token_frame(trace: Trace, rivals: list[int], truth: dict[int, str]) -> pd.DataFrame:
+    """`Trace.to_frame` without the batch's rival columns, plus the item's own truth: the highest
+    log-prob among its truth words' first tokens, and which word that is (NaN / "" if none)."""
+    frame = trace.to_frame().drop(columns=[f"rival_{r}" for r in trace.rival_words])
+    if truth:
+        columns = [rivals.index(token) for token in truth]
+        logprobs = trace.rival_logprobs[:, :, columns].reshape(-1, len(columns))
+        best = logprobs.argmax(axis=1)
+        words = np.asarray(list(truth.values()), dtype=object)
+        frame["truth_logprob"] = logprobs[np.arange(len(best)), best]
+        frame["truth_word"] = words[best]
+    else:
+        frame["truth_logprob"] = np.float32(np.nan)
+        frame["truth_word"] = ""
+    return frame
+
+
 def _trace_batch(
     model: Any, batch: list[BenchmarkItem], settings: RunSettings
 ) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
     """Trace items in one forward; if one of them is bad, each alone, so that only the bad ones
     fail. Time is shared equally among a batch's items."""
     start, cpu = time.perf_counter(), time.process_time()
+    truths = [truth_token_ids(model.tokenizer, truth_words(i.task, i.truth)) for i in batch]
+    rivals = sorted({token for truth in truths for token in truth})
     try:
         traces = model.trace(
             [item.image for item in batch],
@@ -97,6 +121,7 @@ def _trace_batch(
             max_new_tokens=settings.max_new_tokens,
             lens=settings.lens,
             top_k=settings.top_k,
+            rivals=rivals,
             progress=False,
         )
     except MMLensError as error:
@@ -109,9 +134,9 @@ def _trace_batch(
         results = [
             (
                 {"output": t.text, "n_tokens": t.n_steps, "status": "ok", "error": ""},
-                t.to_frame(),
+                _token_frame(t, rivals, truth),
             )
-            for t in traces
+            for t, truth in zip(traces, truths, strict=True)
         ]
     seconds = (time.perf_counter() - start) / len(batch)
     cpu_seconds = (time.process_time() - cpu) / len(batch)

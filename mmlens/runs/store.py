@@ -132,3 +132,20 @@ def _fsync_folder(folder: Path) -> None:
     for file in folder.iterdir():
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+def read_run(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The merged items and tokens tables of a finished `mmlens run` folder."""
+    folder = Path(folder)
+    missing = [
+        n for n in ("run.json", "items.parquet", "tokens.parquet") if not (folder / n).is_file()
+    ]
+    if missing:
+        raise ConfigError(
+            f"{folder} is not a finished run folder (missing {', '.join(missing)}); run "
+            "`mmlens run ... --out` to the end (rerunning the same command resumes it)."
+        )
+    try:
+        return pd.read_parquet(folder / "items.parquet"), pd.read_parquet(folder / "tokens.parquet")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{folder}: a run table cannot be read ({error}).") from error

@@ -18,6 +18,7 @@ from mmlens.benchmarks.items import BenchmarkItem, ItemSet, Skipped
 from mmlens.cli import main
 from mmlens.errors import ConfigError
 from mmlens.runs import RunSettings, RunStore, run_items
+from mmlens.words import truth_token_ids, truth_words
 
 SETTINGS = RunSettings(max_new_tokens=4, flush_every=3)
 
@@ -47,11 +48,23 @@ def test_tables_hold_each_item_once_and_equal_single_traces(bench, model, tmp_pa
     assert (merged.status == "ok").all() and merged.seconds.gt(0).all()
     assert json.loads(merged.truth[0]) == list(items[0].truth)
     for item in (items[0], items[6]):
-        trace = model.trace(item.image, item.prompt, max_new_tokens=4, progress=False)
+        truth = truth_token_ids(model.tokenizer, truth_words(item.task, item.truth))
+        trace = model.trace(
+            item.image, item.prompt, max_new_tokens=4, rivals=list(truth), progress=False
+        )
         row = merged[merged.id == item.id].iloc[0]
         assert row.output == trace.text and row.n_tokens == trace.n_steps
         mine = tokens[tokens.id == item.id].drop(columns=["order", "id"]).reset_index(drop=True)
-        pd.testing.assert_frame_equal(mine, trace.to_frame(), check_dtype=False)
+        expected = trace.to_frame().drop(columns=[f"rival_{t}" for t in truth])
+        if item.task == "generative":  # the truth's objects, each one token here
+            assert set(truth.values()) == set(item.truth)
+            best = trace.rival_logprobs.reshape(-1, len(truth))
+            expected["truth_logprob"] = best.max(axis=1)
+            expected["truth_word"] = [list(truth.values())[i] for i in best.argmax(axis=1)]
+        else:  # "yes" / "no" are not in the shapes model's vocabulary
+            assert truth == {}
+            expected["truth_logprob"], expected["truth_word"] = np.nan, ""
+        pd.testing.assert_frame_equal(mine, expected, check_dtype=False)
     assert len(tokens) == merged.n_tokens.sum() * (model.n_blocks + 1)
     assert pd.read_parquet(store.out / "items.parquet").equals(merged)
 

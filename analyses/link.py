@@ -1,0 +1,295 @@
+"""The mutation-layer link to hallucination, over a data-set run (`mmlens run`'s tables).
+
+`object_mentions`: one row per object word a caption generates, hallucinated or not (the word
+names an object, through the vocabulary's plural rule and synonyms, that is not among the
+item's truth objects), with its stages (`analyses.stages`, on the word's first token) and its
+probability against the best-supported true object's (the run's `truth_logprob`).
+`answer_stages`: the same for yes-no answers (the first generated token).
+`link_summary`: the rates compared, with bootstrap intervals that resample items, since words of
+one caption are not independent. Layer numbers: see `analyses.stages` (a pair is labelled by its
+first layer).
+"""
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+from matplotlib.figure import Figure
+
+from mmlens.analyses.hallucination import ObjectVocabulary
+from mmlens.analyses.intervals import Interval
+from mmlens.analyses.stages import DEFAULT_PARAMS, PAIR_NOTE, StageParams, frame_stages
+from mmlens.benchmarks.amber import yes_no
+from mmlens.words import word_spans
+
+STAGE_FIELDS = ["critical_layer", "has_mutation", "mutation_layers", "stable_jsd"]
+
+
+def _per_token(tokens: pd.DataFrame, params: StageParams) -> pd.DataFrame:
+    """Stages and the layer-wise probabilities of every generated token, keyed by (order, step)."""
+    stages = frame_stages(tokens, params).set_index(["order", "step"])
+    ordered = tokens.sort_values(["order", "step", "layer"])
+    grouped = ordered.groupby(["order", "step"], sort=True)
+    stages["token"] = grouped.token.first()
+    stages["prob"] = grouped.prob.agg(lambda v: v.to_numpy())
+    truth = np.exp(ordered.get("truth_logprob", pd.Series(np.nan, index=ordered.index)))
+    stages["truth_prob"] = truth.groupby([ordered.order, ordered.step]).agg(lambda v: v.to_numpy())
+    stages["layers"] = [np.sort(tokens.layer.unique())] * len(stages)
+    return stages
+
+
+def _against_truth(row: pd.Series) -> dict:
+    """Where the true object's probability stood against the word's."""
+    prob, truth, layers = row.prob, row.truth_prob, row.layers
+    if np.isnan(truth).all():
+        return {"last_truth_ahead": None, "truth_ahead_before_mutation": None}
+    ahead = layers[truth > prob]
+    before = None
+    if row.has_mutation:
+        column = int(np.searchsorted(layers, row.mutation_layers[0]))
+        before = bool(truth[column] > prob[column])
+    return {
+        "last_truth_ahead": int(ahead.max()) if ahead.size else None,
+        "truth_ahead_before_mutation": before,
+    }
+
+
+def object_mentions(
+    items: pd.DataFrame,
+    tokens: pd.DataFrame,
+    vocabulary: ObjectVocabulary,
+    params: StageParams = DEFAULT_PARAMS,
+) -> pd.DataFrame:
+    """One row per object word generated in each caption (generative items that ran).
+
+    Columns: order, id, step (the word's first token), word, object, hallucinated, the token's
+    stages (critical_layer, has_mutation, mutation_layers, first_mutation, stable_jsd), prob_final
+    and truth_prob_final (the best true object's), last_truth_ahead (last layer where a true
+    object was more probable than the word) and truth_ahead_before_mutation (at the first
+    mutation's first layer; None without a mutation).
+    """
+    captions = items[(items.task == "generative") & (items.status == "ok")]
+    per_token = _per_token(tokens[tokens.order.isin(captions.order)], params)
+    rows = []
+    for item in captions.itertuples():
+        truth = {vocabulary.canonical(w) or w for w in json.loads(item.truth)}
+        steps = per_token.loc[item.order] if item.order in per_token.index else None
+        if steps is None:
+            continue
+        for first, _, word in word_spans(steps.token.tolist()):
+            name = vocabulary.canonical(word.lower())
+            if name is None:
+                continue
+            token = steps.loc[first]
+            rows.append(
+                {
+                    "order": item.order,
+                    "id": item.id,
+                    "step": first,
+                    "word": word,
+                    "object": name,
+                    "hallucinated": name not in truth,
+                    **{field: token[field] for field in STAGE_FIELDS},
+                    "first_mutation": token.mutation_layers[0] if token.has_mutation else None,
+                    "prob_final": float(token.prob[-1]),
+                    "truth_prob_final": float(token.truth_prob[-1]),
+                    **_against_truth(token),
+                }
+            )
+    return _typed(pd.DataFrame(rows, columns=MENTION_COLUMNS))
+
+
+MENTION_COLUMNS = [
+    "order", "id", "step", "word", "object", "hallucinated", *STAGE_FIELDS, "first_mutation",
+    "prob_final", "truth_prob_final", "last_truth_ahead", "truth_ahead_before_mutation",
+]  # fmt: skip
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in ("critical_layer", "first_mutation", "last_truth_ahead"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    for column in ("hallucinated", "has_mutation", "wrong"):
+        if column in frame:
+            frame[column] = frame[column].astype(bool)
+    if "truth_ahead_before_mutation" in frame:
+        frame["truth_ahead_before_mutation"] = frame.truth_ahead_before_mutation.astype("boolean")
+    return frame
+
+
+def answer_stages(
+    items: pd.DataFrame,
+    tokens: pd.DataFrame,
+    params: StageParams = DEFAULT_PARAMS,
+    rule: str = "pope",
+) -> pd.DataFrame:
+    """One row per yes-no item that ran: its answer (`rule`: "pope" or "amber", as scored), whether
+    it is wrong (a hallucination), and the stages of the answer's first token, with
+    last_truth_ahead: the last layer where the correct answer was more probable than the one
+    given (None if never)."""
+    questions = items[(items.task == "discriminative") & (items.status == "ok")]
+    per_token = _per_token(tokens[tokens.order.isin(questions.order) & (tokens.step == 0)], params)
+    rows = []
+    for item in questions.itertuples():
+        if (item.order, 0) not in per_token.index:
+            continue
+        token = per_token.loc[(item.order, 0)]
+        answer = yes_no(str(item.output).strip(), rule)
+        rows.append(
+            {
+                "order": item.order,
+                "id": item.id,
+                "kind": item.kind,
+                "truth": json.loads(item.truth),
+                "answer": answer,
+                "wrong": answer != json.loads(item.truth),
+                **{field: token[field] for field in STAGE_FIELDS},
+                "first_mutation": token.mutation_layers[0] if token.has_mutation else None,
+                "prob_final": float(token.prob[-1]),
+                **_against_truth(token),
+            }
+        )
+    columns = ["order", "id", "kind", "truth", "answer", "wrong", *STAGE_FIELDS, "first_mutation"]
+    columns += ["prob_final", "last_truth_ahead", "truth_ahead_before_mutation"]
+    return _typed(pd.DataFrame(rows, columns=columns))
+
+
+def clustered_rates(
+    successes: Float[np.ndarray, "cluster group"],
+    totals: Float[np.ndarray, "cluster group"],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[list[Interval], Interval | None]:
+    """Rates sum(successes) / sum(totals) of each group, and group 0's minus group 1's (None with
+    one group), with
+    percentile bootstrap intervals that resample clusters (items) with replacement, keeping each
+    item's groups together. A group with no units gets NaN."""
+    successes, totals = np.asarray(successes, float), np.asarray(totals, float)
+    rng = np.random.default_rng(seed)
+    n_clusters = len(totals)
+    if n_clusters == 0:
+        raise ValueError("No items to bootstrap over.")
+    weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), n_resamples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = (weights @ successes) / (weights @ totals)
+        observed = successes.sum(0) / totals.sum(0)
+    tail = (1 - confidence) / 2
+
+    def interval(samples: np.ndarray, estimate: float, n: tuple[int, ...]) -> Interval:
+        finite = samples[np.isfinite(samples)]
+        if not np.isfinite(estimate) or finite.size == 0:
+            return Interval(float("nan"), float("nan"), float("nan"), confidence, n)
+        low, high = np.quantile(finite, [tail, 1 - tail])
+        return Interval(float(estimate), float(low), float(high), confidence, n)
+
+    sizes = [int(t) for t in totals.sum(0)]
+    groups = [interval(rates[:, g], observed[g], (sizes[g],)) for g in range(totals.shape[1])]
+    if totals.shape[1] < 2:
+        return groups, None
+    difference = interval(rates[:, 0] - rates[:, 1], observed[0] - observed[1], tuple(sizes[:2]))
+    return groups, difference
+
+
+def _compare(
+    table: pd.DataFrame, group: str, outcome: str, names: tuple[str, str], **bootstrap: Any
+) -> list[dict]:
+    """Rows comparing P(outcome) between table[group] True (names[0]) and False (names[1])."""
+    usable = table[table[outcome].notna()]
+    by_item = usable.groupby("order")
+    successes = np.zeros((by_item.ngroups, 2))
+    totals = np.zeros((by_item.ngroups, 2))
+    for index, (_, rows) in enumerate(by_item):
+        for column, flag in enumerate((True, False)):
+            chosen = rows[rows[group] == flag][outcome].astype(bool)
+            successes[index, column], totals[index, column] = chosen.sum(), len(chosen)
+    if not by_item.ngroups:
+        return []
+    groups, difference = clustered_rates(successes, totals, **bootstrap)
+    assert difference is not None
+    found = [(f"P({outcome} | {names[i]})", groups[i]) for i in (0, 1)]
+    found.append((f"P({outcome} | {names[0]}) - P({outcome} | {names[1]})", difference))
+    return [_row(name, ci, by_item.ngroups) for name, ci in found]
+
+
+def _truth_ahead(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
+    """P(a true object was more probable than the hallucinated word at the word's first mutation),
+    the paper's Fig. 3 story, over hallucinated words that mutate (items resampled)."""
+    chosen = words[words.hallucinated & words.truth_ahead_before_mutation.notna()]
+    if chosen.empty:
+        return []
+    by_item = chosen.groupby("order").truth_ahead_before_mutation
+    successes = by_item.sum().to_numpy(dtype=float)[:, None]
+    totals = by_item.size().to_numpy(dtype=float)[:, None]
+    (ci,), _ = clustered_rates(successes, totals, **bootstrap)
+    name = "P(true object ahead at first mutation | hallucinated, mutates)"
+    return [_row(name, ci, len(by_item))]
+
+
+def _row(name: str, ci: Interval, n_items: int) -> dict:
+    return {
+        "statistic": name,
+        "estimate": ci.estimate,
+        "low": ci.low,
+        "high": ci.high,
+        "n": ", ".join(map(str, ci.n)),
+        "items": n_items,
+    }
+
+
+def link_summary(
+    mentions: pd.DataFrame,
+    answers: pd.DataFrame | None = None,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The link's rates with bootstrap intervals (items resampled): for object words,
+    P(mutation | hallucinated) against P(mutation | correct), and how often a true object was
+    more probable than a hallucinated word at its first mutation; for yes-no answers,
+    P(mutation | wrong) against P(mutation | right).
+    Columns: statistic, estimate, low, high, n (units in each group), items."""
+    settings = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    rows = []
+    if len(mentions):
+        words = mentions.assign(mutation=mentions.has_mutation)
+        names = ("hallucinated", "correct")
+        rows += _compare(words, "hallucinated", "mutation", names, **settings)
+        rows += _truth_ahead(words, **settings)
+    if answers is not None and len(answers):
+        answers = answers.assign(mutation=answers.has_mutation)
+        rows += _compare(answers, "wrong", "mutation", ("wrong answer", "right answer"), **settings)
+    return pd.DataFrame(rows, columns=["statistic", "estimate", "low", "high", "n", "items"])
+
+
+def mutation_histogram(table: pd.DataFrame, group: str = "hallucinated") -> pd.DataFrame:
+    """Where mutations sit: count and share of mutated units per (group, first mutation layer)."""
+    mutated = table[table.has_mutation]
+    counts = mutated.groupby([group, "first_mutation"]).size().rename("count").reset_index()
+    counts["share"] = counts["count"] / counts.groupby(group)["count"].transform("sum")
+    return counts
+
+
+def plot_mutation_layers(table: pd.DataFrame, group: str = "hallucinated") -> Figure:
+    """Histogram of first mutation layers, split by `group` (hallucinated words vs correct)."""
+    figure = Figure(figsize=(6, 3.2), layout="constrained")
+    axis = figure.subplots()
+    counts = mutation_histogram(table, group)
+    for offset, (flag, colour) in enumerate(((True, "tab:red"), (False, "tab:blue"))):
+        part = counts[counts[group] == flag]
+        total = int((table[group] == flag).sum())
+        axis.bar(
+            part.first_mutation.to_numpy(dtype=float) + (offset - 0.5) * 0.4,
+            part["share"],
+            width=0.4,
+            color=colour,
+            label=f"{group} = {flag} ({int(part['count'].sum())} of {total} mutate)",
+        )
+    axis.set_xlabel(f"first mutation layer ({PAIR_NOTE})")
+    axis.set_ylabel("share of mutated words")
+    axis.legend(fontsize=7)
+    return figure

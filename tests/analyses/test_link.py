@@ -1,0 +1,166 @@
+"""The hallucination link over run tables: planted tables with known answers, the bootstrap's
+coverage, and a real run of the shipped model checked against an independent word count."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
+from mmlens.analyses.link import (
+    answer_stages,
+    clustered_rates,
+    link_summary,
+    mutation_histogram,
+    object_mentions,
+    plot_mutation_layers,
+)
+from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
+from mmlens.runs import RunSettings, RunStore, run_items
+from mmlens.zoo.shapes.scenes import SHAPES
+
+LAYERS = np.arange(9)
+QUIET = np.array([0.5, 0.3, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5])  # critical layer 2
+
+
+def _token_rows(order, step, token, spike=None, prob=0.8, truth=np.nan, after=None):
+    """One token's rows: JSD profile QUIET (with a spike at pair `spike`), its probability `prob`
+    up to the spike and `after` beyond it, and the truth's probability."""
+    jsd = QUIET.copy()
+    probs = np.full(9, prob)
+    if spike is not None:
+        jsd[spike] = 0.3
+        probs[spike + 1 :] = after
+    truths = np.broadcast_to(np.asarray(truth, dtype=float), (9,)).copy()
+    return pd.DataFrame(
+        {
+            "order": order,
+            "step": step,
+            "layer": LAYERS,
+            "token": token,
+            "jsd": np.append(jsd, np.nan),
+            "prob": probs,
+            "top1_id": 0,
+            "truth_logprob": np.log(truths),
+        }
+    )
+
+
+@pytest.fixture
+def planted():
+    items = pd.DataFrame(
+        [
+            (0, 10, "generative", "c", "ok", ["grass"], "a dog on grass ."),
+            (1, 11, "generative", "c", "ok", ["cat"], "a cats ."),
+            (2, 12, "discriminative", "e", "ok", "yes", "No"),
+            (3, 13, "discriminative", "e", "ok", "yes", "Yes"),
+            (4, 14, "generative", "c", "failed", ["cat"], None),
+        ],
+        columns=["order", "id", "task", "kind", "status", "truth", "output"],
+    )
+    items["truth"] = items.truth.map(json.dumps)
+    grass = np.r_[np.full(7, 0.5), 0.05, 0.05]  # a true object ahead until the dog's mutation
+    rows = [
+        _token_rows(0, 0, "a"),
+        _token_rows(0, 1, "dog", spike=6, prob=0.01, after=0.9, truth=grass),
+        _token_rows(0, 2, "on"),
+        _token_rows(0, 3, "grass", truth=0.8),
+        _token_rows(0, 4, "."),
+        _token_rows(1, 0, "a"),
+        _token_rows(1, 1, "cats", truth=0.8),
+        _token_rows(1, 2, "."),
+        _token_rows(2, 0, "No", spike=5, prob=0.2, after=0.7, truth=0.6),
+        _token_rows(3, 0, "Yes", truth=0.8),
+    ]
+    return items, pd.concat(rows[::-1], ignore_index=True)
+
+
+def test_planted_mentions_and_answers(planted):
+    items, tokens = planted
+    vocabulary = ObjectVocabulary.from_words(["dog", "grass", "cat"])
+    mentions = object_mentions(items, tokens, vocabulary)
+    assert mentions[["id", "step", "object", "hallucinated"]].values.tolist() == [
+        [10, 1, "dog", True], [10, 3, "grass", False], [11, 1, "cat", False],
+    ]  # fmt: skip
+    dog = mentions.iloc[0]
+    assert dog.critical_layer == 2 and dog.mutation_layers == (6,) and dog.first_mutation == 6
+    assert dog.truth_ahead_before_mutation and dog.last_truth_ahead == 6
+    assert dog.prob_final == pytest.approx(0.9) and dog.truth_prob_final == pytest.approx(0.05)
+    assert not mentions.has_mutation.iloc[1:].any()
+    assert mentions.truth_ahead_before_mutation.iloc[1:].isna().all()
+    answers = answer_stages(items, tokens)
+    assert answers[["id", "answer", "wrong", "has_mutation"]].values.tolist() == [
+        [12, "no", True, True], [13, "yes", False, False],
+    ]  # fmt: skip
+    assert answers.first_mutation.tolist()[0] == 5 and answers.last_truth_ahead.iloc[0] == 5
+    summary = link_summary(mentions, answers, n_resamples=500).set_index("statistic")
+    assert summary.loc["P(mutation | hallucinated)", "estimate"] == 1.0
+    assert summary.loc["P(mutation | correct)", "estimate"] == 0.0
+    difference = summary.loc["P(mutation | hallucinated) - P(mutation | correct)"]
+    assert difference.estimate == 1.0 and difference.n == "1, 2" and difference["items"] == 2
+    ahead = "P(true object ahead at first mutation | hallucinated, mutates)"
+    assert summary.loc[ahead, "estimate"] == 1.0
+    assert summary.loc["P(mutation | wrong answer)", "estimate"] == 1.0
+    histogram = mutation_histogram(mentions)
+    assert histogram.values.tolist() == [[True, 6, 1, 1.0]]
+
+
+def test_empty_tables_give_empty_results(planted):
+    items, tokens = planted
+    none = tokens.iloc[:0]
+    vocabulary = ObjectVocabulary.from_words(["zebra"])
+    assert object_mentions(items, tokens, vocabulary).empty
+    assert answer_stages(items, none).empty
+    assert link_summary(object_mentions(items, none, vocabulary)).empty
+
+
+def _coverage(p_item: np.ndarray, sizes: np.ndarray, cluster: bool, rng) -> bool:
+    units = [rng.random(n) < p for p, n in zip(p_item, sizes, strict=True)]
+    if cluster:
+        successes = np.array([[u.sum()] for u in units], dtype=float)
+        totals = sizes[:, None].astype(float)
+    else:  # every word its own "item": ignores that words of one caption go together
+        flat = np.concatenate(units).astype(float)
+        successes, totals = flat[:, None], np.ones_like(flat)[:, None]
+    (ci,), none = clustered_rates(successes, totals, n_resamples=1000, seed=int(rng.integers(1e9)))
+    assert none is None
+    return ci.low <= 0.3 <= ci.high
+
+
+def test_item_bootstrap_covers_the_true_rate_where_word_bootstrap_does_not():
+    """Words within an item share their item's rate (mean 0.3): resampling items keeps ~95 %
+    coverage; resampling words as if independent is too narrow."""
+    rng = np.random.default_rng(0)
+    hits = {True: 0, False: 0}
+    for _ in range(200):
+        p_item = rng.beta(0.6, 1.4, 40)  # mean 0.3, strongly varying between items
+        sizes = rng.integers(2, 12, 40)
+        for cluster in hits:
+            hits[cluster] += _coverage(p_item, sizes, cluster, rng)
+    assert 0.88 <= hits[True] / 200 <= 0.99
+    assert hits[False] / 200 < hits[True] / 200 - 0.1
+
+
+def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, tmp_path):
+    bench = write_shapes_benchmark(tmp_path / "bench", n_scenes=16)
+    items = [item for item in read_shapes(bench) if item.task == "generative"]
+    store = RunStore.open(tmp_path / "run", {"test": 1})
+    run_items(shapes_model, items, store, RunSettings(max_new_tokens=40), progress=False)
+    table, tokens = store.merge()
+    vocabulary = ObjectVocabulary.from_words(SHAPES)
+    mentions = object_mentions(table, tokens, vocabulary)
+    for row in table.itertuples():
+        truth = json.loads(row.truth)
+        mine = mentions[mentions.order == row.order]
+        assert set(mine[mine.hallucinated].object) == set(
+            hallucinated_objects(row.output, truth, vocabulary)
+        )
+        assert set(mine.object) == set(vocabulary.mentioned(row.output))
+    assert mentions.hallucinated.any() and (~mentions.hallucinated).any()
+    correct = mentions[~mentions.hallucinated]
+    # a correct word is its own best true object, so the truth's final probability is the word's
+    assert (correct.truth_prob_final >= correct.prob_final - 1e-6).all()
+    summary = link_summary(mentions, n_resamples=500)
+    assert (summary.low <= summary.estimate).all() and (summary.estimate <= summary.high).all()
+    plot_mutation_layers(mentions).savefig(tmp_path / "link.png")
