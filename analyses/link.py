@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.analyses.intervals import Interval
@@ -289,6 +290,7 @@ def plot_mutation_layers(table: pd.DataFrame, group: str = "hallucinated") -> Fi
             color=colour,
             label=f"{group} = {flag} ({int(part['count'].sum())} of {total} mutate)",
         )
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel(f"first mutation layer ({PAIR_NOTE})")
     axis.set_ylabel("share of mutated words")
     axis.legend(fontsize=7)

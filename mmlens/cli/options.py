@@ -1,7 +1,10 @@
 """Options and helpers shared by the commands."""
 
 import argparse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from mmlens.errors import ConfigError
 
 if TYPE_CHECKING:
     from mmlens.model import HookedLVLM
@@ -46,3 +49,19 @@ def load_model(args: argparse.Namespace) -> "HookedLVLM":
     from mmlens.loading import load
 
     return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+
+
+def parse_block_sets(specs: Sequence[str], option: str) -> dict[str, list[int]]:
+    """'name=1,2,5-7' -> {'name': [1, 2, 5, 6, 7]} (block indices)."""
+    sets = {}
+    for spec in specs:
+        name, _, blocks = spec.rpartition("=")
+        chosen: list[int] = []
+        try:
+            for part in blocks.split(","):
+                first, _, last = part.partition("-")
+                chosen.extend(range(int(first), int(last or first) + 1))
+        except ValueError as error:
+            raise ConfigError(f"{option} {spec!r}: use NAME=1,2,5-7 (block indices)") from error
+        sets[name or spec] = chosen
+    return sets

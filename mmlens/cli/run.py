@@ -4,6 +4,8 @@
     mmlens run pope --data coco_pope_random.json --images val2014/ --model DIR --out runs/pope
     torchrun --nproc-per-node 8 -m mmlens run amber --data AMBER/data --images AMBER/image \\
         --model DIR --device cuda --out runs/amber              # one process per GPU
+    mmlens run shapes --data BENCH --out runs/shapes --skips paper --skip late=6,7
+        # then the same items with skip.1-3 and blocks 6,7 skipped: runs/shapes/skips/NAME
 """
 
 import argparse
@@ -11,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmlens.cli.options import add_model_options
+from mmlens.cli.options import add_model_options, parse_block_sets
 from mmlens.errors import ConfigError
 
 
@@ -45,13 +47,74 @@ def _items(args: argparse.Namespace) -> Any:
     return ItemSet(kept, tuple(s for s in found.skipped if last is None or s.id < last))
 
 
-def _run(args: argparse.Namespace) -> int:
-    from mmlens.cli.options import load_model
-    from mmlens.runs import RunSettings, RunStore, Shard, run_items, write_benchmark_output
+def _finish(store: Any, benchmark: str, line: str) -> None:
+    """Rank 0: merge the parts, write the benchmark's output file and summary.json, report."""
+    from mmlens.runs import write_benchmark_output
     from mmlens.runs.store import write_text_atomic
+
+    merged, tokens = store.merge()
+    output = write_benchmark_output(benchmark, merged, store.out)
+    failed = merged[merged.status == "failed"] if len(merged) else merged
+    kinds = failed.error.str.split(":").str[0] if len(failed) else failed.error
+    report = {
+        "items": len(merged),
+        "ok": int((merged.status == "ok").sum()) if len(merged) else 0,
+        "failed": len(failed),
+        "errors": {
+            kind: {"count": int(count), "example": failed.error[kinds == kind].iloc[0]}
+            for kind, count in kinds.value_counts().head(10).items()
+        },
+        "token_rows": len(tokens),
+        "seconds_per_item": float(merged.seconds.mean()) if len(merged) else None,
+    }
+    write_text_atomic(store.out / "summary.json", json.dumps(report, indent=1) + "\n")
+    print(
+        f"rank 0: {line}\nRun folder {store.out}: {report['items']} items "
+        f"({report['ok']} ok, {report['failed']} failed); items.parquet, tokens.parquet, "
+        f"{output.name}, summary.json"
+    )
+    for kind, found in report["errors"].items():
+        print(f"  failed x{found['count']}: {kind} (e.g. {found['example']})")
+
+
+def _skip_sets(args: argparse.Namespace, out: Path, n_blocks: int) -> dict[str, list[int]]:
+    """The skip settings to run after the original: the paper's three, from the original run's
+    data-set stages (`--skips paper`), and the user's (`--skip NAME=BLOCKS`)."""
+    from mmlens.analyses.skip import skip_plan
+    from mmlens.analyses.stages import frame_stages, summarize_stages
+    from mmlens.runs import read_run
+
+    sets: dict[str, list[int]] = {}
+    if args.skips == "paper":
+        _, tokens = read_run(out)
+        stages = summarize_stages(frame_stages(tokens))
+        sets = skip_plan(stages, n_blocks)
+        print(
+            f"data-set stages: critical layer {stages.critical_layer}, mutation layers "
+            f"{stages.mutation_layers} -> {sets or 'no paper skip set applies'}"
+        )
+    sets.update(parse_block_sets(args.skip or [], "--skip"))
+    return sets
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mmlens.cli.options import load_model
+    from mmlens.runs import RunSettings, RunStore, Shard, run_items
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
+    if (args.skips or args.skip) and args.skip_layers:
+        raise ConfigError(
+            "--skip-layers makes one skipped run; --skips/--skip add skip runs to a "
+            "full one. Use one or the other."
+        )
+    skip_layers = (
+        parse_block_sets([f"x={args.skip_layers}"], "--skip-layers")["x"]
+        if (args.skip_layers)
+        else []
+    )
     settings = RunSettings(
         max_new_tokens=args.max_new_tokens,
         lens=args.lens,
@@ -59,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         suffix=args.suffix,
         flush_every=args.flush_every,
         batch_size=args.batch_size,
+        skip_layers=tuple(skip_layers),
     )
     shard = Shard.from_env()
     items = _items(args)
@@ -68,37 +132,24 @@ def _run(args: argparse.Namespace) -> int:
         "images": str(Path(args.images).resolve()) if args.images else None,
         "model": args.model,
         "dtype": args.dtype,
-        **settings.identity(),
     }
-    store = RunStore.open(args.out, identity, rank=shard.rank)
+    store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
     args.device = shard.device(args.device)
     model = load_model(args)
-    summary = run_items(model, items, store, settings, shard, progress=not args.quiet)
-    shard.barrier()
-    if shard.rank == 0:
-        merged, tokens = store.merge()
-        output = write_benchmark_output(args.benchmark, merged, store.out)
-        failed = merged[merged.status == "failed"] if len(merged) else merged
-        kinds = failed.error.str.split(":").str[0] if len(failed) else failed.error
-        report = {
-            "items": len(merged),
-            "ok": int((merged.status == "ok").sum()) if len(merged) else 0,
-            "failed": len(failed),
-            "errors": {
-                kind: {"count": int(count), "example": failed.error[kinds == kind].iloc[0]}
-                for kind, count in kinds.value_counts().head(10).items()
-            },
-            "token_rows": len(tokens),
-            "seconds_per_item": float(merged.seconds.mean()) if len(merged) else None,
-        }
-        write_text_atomic(store.out / "summary.json", json.dumps(report, indent=1) + "\n")
-        print(
-            f"rank 0: {summary.line()}\nRun folder {store.out}: {report['items']} items "
-            f"({report['ok']} ok, {report['failed']} failed); items.parquet, tokens.parquet, "
-            f"{output.name}, summary.json"
-        )
-        for kind, found in report["errors"].items():
-            print(f"  failed x{found['count']}: {kind} (e.g. {found['example']})")
+    runs = [(store, settings)]
+    while runs:
+        store, chosen = runs.pop(0)
+        summary = run_items(model, items, store, chosen, shard, progress=not args.quiet)
+        shard.barrier()
+        if shard.rank == 0:
+            _finish(store, args.benchmark, summary.line())
+        shard.barrier()
+        if store.out == Path(args.out) and (args.skips or args.skip):
+            for name, blocks in _skip_sets(args, store.out, model.n_blocks).items():
+                variant = replace(settings, skip_layers=tuple(blocks))
+                folder = store.out / "skips" / name
+                opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
+                runs.append((opened, variant))
     shard.close()
     return 0
 
@@ -124,4 +175,17 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--batch-size", type=int, default=1, help="items traced in one forward")
     run.add_argument("--flush-every", type=int, default=16, help="items per written part")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--skip-layers", help="blocks not computed in this run, e.g. 6,7 or 1-5")
+    run.add_argument(
+        "--skips",
+        choices=["paper"],
+        help="after the run, rerun its items with the paper's skip.1-3 (from the run's data-set "
+        "stages) into OUT/skips/NAME",
+    )
+    run.add_argument(
+        "--skip",
+        action="append",
+        metavar="NAME=BLOCKS",
+        help="also rerun the items with these blocks skipped into OUT/skips/NAME (repeatable)",
+    )
     run.set_defaults(run=_run)

@@ -1,7 +1,6 @@
 """The one-image commands: demo, trace, report, skip, trajectories, and models."""
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from mmlens.cli.options import (
     add_generation_options,
     add_model_options,
     load_model,
+    parse_block_sets,
     rivals,
 )
 from mmlens.errors import ConfigError
@@ -103,28 +103,12 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_block_sets(specs: Sequence[str]) -> dict[str, list[int]]:
-    """'name=1,2,5-7' -> {'name': [1, 2, 5, 6, 7]}."""
-    sets = {}
-    for spec in specs:
-        name, _, blocks = spec.rpartition("=")
-        chosen: list[int] = []
-        try:
-            for part in blocks.split(","):
-                first, _, last = part.partition("-")
-                chosen.extend(range(int(first), int(last or first) + 1))
-        except ValueError as error:
-            raise ConfigError(f"--blocks {spec!r}: use NAME=1,2,5-7 (block indices)") from error
-        sets[name or spec] = chosen
-    return sets
-
-
 def _skip(args: argparse.Namespace) -> int:
     from mmlens.analyses.skip import skip_experiments, skip_html
     from mmlens.analyses.stages import trace_stages
 
     image = load_image(args.image) if args.image else demo_scene()
-    extra = _parse_block_sets(args.blocks or [])
+    extra = parse_block_sets(args.blocks or [], "--blocks")
     model = load_model(args)
     trace = model.trace(image, args.prompt, max_new_tokens=args.max_new_tokens)
     stages = trace_stages(trace)

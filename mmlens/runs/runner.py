@@ -22,6 +22,7 @@ from mmlens.benchmarks.items import BenchmarkItem, ItemSet
 from mmlens.errors import ConfigError, MMLensError
 from mmlens.runs.sharding import Shard
 from mmlens.runs.store import RunStore
+from mmlens.skipping import kept_blocks
 from mmlens.trace import Trace
 from mmlens.words import truth_token_ids, truth_words
 
@@ -41,8 +42,10 @@ class RunSettings:
     suffix: str = ""  # appended to every prompt, e.g. " Answer with one word."
     flush_every: int = 16  # items per written part
     batch_size: int = 1  # items traced in one forward (equal to one at a time up to rounding)
+    skip_layers: tuple[int, ...] = ()  # blocks not computed (skip experiments over a data set)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "skip_layers", tuple(sorted(set(self.skip_layers))))
         values = (self.max_new_tokens, self.top_k, self.flush_every, self.batch_size)
         if min(values) < 1:
             raise ConfigError(
@@ -52,7 +55,11 @@ class RunSettings:
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (how they were batched and flushed does not)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("flush_every", "batch_size")}
+        found = {k: v for k, v in asdict(self).items() if k not in ("flush_every", "batch_size")}
+        found["skip_layers"] = list(self.skip_layers)  # as run.json holds it
+        if not self.skip_layers:
+            del found["skip_layers"]  # runs made before skip settings existed stay resumable
+        return found
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ def _trace_batch(
             lens=settings.lens,
             top_k=settings.top_k,
             rivals=rivals,
+            skip_layers=settings.skip_layers,
             progress=False,
         )
     except MMLensError as error:
@@ -158,6 +166,7 @@ def run_items(
     shard = shard or Shard()
     if settings.top_k > model.d_vocab:  # a setting, not an item, is wrong: fail before writing
         raise ConfigError(f"top_k={settings.top_k} is more than the vocabulary ({model.d_vocab}).")
+    kept_blocks(model.n_blocks, settings.skip_layers)  # skip_layers that do not exist: fail now
     start = time.perf_counter()
     done = store.done_ids()
     mine = [(order, item) for order, item in enumerate(items) if shard.owns(order)]

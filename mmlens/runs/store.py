@@ -8,6 +8,7 @@
     OUT/items.parquet     every item once, in benchmark order (merged when the run finishes)
     OUT/tokens.parquet    every generated token's per-layer records
     OUT/summary.json      counts and timing
+    OUT/skips/NAME/       the same items with blocks skipped (`mmlens run --skips`), each a run
 
 On resume, items in any complete part are done (whether they succeeded or failed); partial
 folders of this process's rank are removed.
@@ -26,7 +27,7 @@ import pandas as pd
 from mmlens.errors import ConfigError
 
 FORMAT_VERSION = 1
-OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial"})
+OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial", "skips"})
 
 
 @dataclass
@@ -132,6 +133,15 @@ def _fsync_folder(folder: Path) -> None:
     for file in folder.iterdir():
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+def run_identity(folder: str | Path) -> dict[str, Any]:
+    """What a run folder's run.json says ran: benchmark, data, model, settings."""
+    path = Path(folder) / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read ({error}); is {folder} a run folder?") from error
 
 
 def read_run(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,146 @@
+"""`mmlens link RUN --out DIR`: the mutation-layer link to hallucination over a finished run.
+
+    mmlens link runs/shapes --out link/shapes                       # the built-in benchmark
+    mmlens link runs/amber --objects AMBER/data/relation.json --out link/amber
+
+Writes mentions.csv (one row per generated object word), answers.csv (one per yes-no answer),
+summary.csv (the rates with bootstrap intervals), mitigation.csv (when the run has skip runs,
+`mmlens run --skips paper`: each skip setting against the original) and report.html (one
+offline page with the benchmark's metrics, the link, plots and example items).
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mmlens.errors import ConfigError
+
+
+def _vocabulary(spec: str | None, benchmarks: set[str]) -> Any:
+    from mmlens.analyses.hallucination import ObjectVocabulary
+
+    if spec is None:
+        if benchmarks == {"shapes"}:
+            spec = "shapes"
+        else:
+            raise ConfigError(
+                f"A {', '.join(sorted(benchmarks)) or 'empty'} run needs --objects: AMBER's "
+                "relation.json, or a JSON list of object words."
+            )
+    if spec == "shapes":
+        from mmlens.zoo.shapes.scenes import SHAPES
+
+        return ObjectVocabulary.from_words(SHAPES)
+    path = Path(spec)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--objects {spec}: cannot read it as JSON ({error}).") from error
+    if isinstance(content, dict):  # AMBER's relation.json: object -> words that count as it
+        return ObjectVocabulary.from_amber(path)
+    if isinstance(content, list) and all(isinstance(word, str) for word in content):
+        return ObjectVocabulary.from_words(content)
+    raise ConfigError(f"--objects {spec}: expected a list of words or AMBER's relation.json.")
+
+
+def _skip_runs(folder: Path) -> dict[str, tuple[Any, list[int]]]:
+    """The finished skip runs under RUN/skips/: name -> ((items, tokens), skipped blocks)."""
+    from mmlens.runs import read_run
+    from mmlens.runs.store import run_identity
+
+    found = {}
+    paper_first = sorted(
+        (folder / "skips").glob("*/"), key=lambda p: (p.name[:5] != "skip.", p.name)
+    )
+    for sub in paper_first:
+        if (sub / "items.parquet").is_file():
+            blocks = run_identity(sub).get("skip_layers", [])
+            found[sub.name] = (read_run(sub), list(blocks))
+        else:
+            print(f"mmlens link: {sub} is not finished (rerun its `mmlens run`); left out.")
+    return found
+
+
+def _link(args: argparse.Namespace) -> int:
+    from mmlens.analyses.link import answer_stages, link_summary, object_mentions
+    from mmlens.analyses.mitigation import mitigation_table
+    from mmlens.outputs import atomic_folder, check_out
+    from mmlens.report.dataset import write_link_report
+    from mmlens.runs import read_run
+    from mmlens.runs.scoring import score_run
+    from mmlens.runs.store import run_identity
+
+    out, folder = Path(args.out), Path(args.folder)
+    check_out(out, args.force)
+    if args.n_resamples < 100:
+        raise ConfigError(f"--n-resamples {args.n_resamples}: use at least 100 (default 10000).")
+    items, tokens = read_run(folder)
+    identity = run_identity(folder)
+    rule = args.answer_rule or ("pope" if identity.get("benchmark") == "pope" else "amber")
+    vocabulary = _vocabulary(args.objects, set(items.benchmark.dropna().astype(str)))
+    mentions = object_mentions(items, tokens, vocabulary)
+    answers = answer_stages(items, tokens, rule=rule)
+    bootstrap = {"n_resamples": args.n_resamples, "seed": args.seed}
+    summary = link_summary(mentions, answers, **bootstrap)
+    scores = None if args.no_metrics else score_run(identity, items, rule)
+    variants = _skip_runs(folder)
+    mitigation = None
+    if variants:
+        metrics = (
+            None if args.no_metrics else (lambda done: score_run(identity, done, rule).metrics)
+        )
+        mitigation = mitigation_table((items, tokens), variants, vocabulary, metrics, **bootstrap)
+    with atomic_folder(out, args.force) as work:
+        mentions.to_csv(work / "mentions.csv", index=False)
+        answers.to_csv(work / "answers.csv", index=False)
+        summary.to_csv(work / "summary.csv", index=False)
+        if mitigation is not None:
+            mitigation.to_csv(work / "mitigation.csv", index=False)
+        write_link_report(
+            work / "report.html",
+            items,
+            tokens,
+            mentions,
+            answers,
+            summary,
+            scores=scores,
+            mitigation=mitigation,
+        )
+    decimals = {"float_format": lambda v: f"{v:.3f}", "index": False}
+    if scores is not None:
+        print(scores.table(), end="\n\n")
+    print(summary.to_string(**decimals))
+    if mitigation is not None:
+        shown = ["setting", "skip_blocks", "changed", "similarity", "hallucination_rate"]
+        shown += ["rate_change", "change_low", "change_high", "removed", "added"]
+        print("\n" + mitigation[[c for c in shown if c in mitigation]].to_string(**decimals))
+    print(f"\n{len(mentions)} object words, {len(answers)} yes-no answers; written to {out}")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    parser = commands.add_parser(
+        "link",
+        help="mutation layers vs hallucination over a finished run, with intervals",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("folder", metavar="RUN", help="a finished `mmlens run` folder")
+    parser.add_argument("--out", required=True, help="folder for the tables and report.html")
+    parser.add_argument(
+        "--objects",
+        help="object words: AMBER's relation.json or a JSON list (default for shapes runs)",
+    )
+    parser.add_argument(
+        "--answer-rule",
+        choices=("pope", "amber"),
+        help="reading of yes-no answers (default: pope for POPE runs, AMBER's exact rule else)",
+    )
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="skip the benchmark's metrics (no scoring)"
+    )
+    parser.add_argument("--n-resamples", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.set_defaults(run=_link)
