@@ -112,11 +112,12 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("critical_layer", "first_mutation", "last_truth_ahead"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
-    for column in ("hallucinated", "has_mutation", "wrong"):
+    for column in ("hallucinated", "has_mutation"):
         if column in frame:
             frame[column] = frame[column].astype(bool)
-    if "truth_ahead_before_mutation" in frame:
-        frame["truth_ahead_before_mutation"] = frame.truth_ahead_before_mutation.astype("boolean")
+    for column in ("wrong", "truth_ahead_before_mutation"):  # None: not an answer / no mutation
+        if column in frame:
+            frame[column] = frame[column].astype("boolean")
     return frame
 
 
@@ -127,7 +128,8 @@ def answer_stages(
     rule: str = "pope",
 ) -> pd.DataFrame:
     """One row per yes-no item that ran: its answer (`rule`: "pope" or "amber", as scored), whether
-    it is wrong (a hallucination), and the stages of the answer's first token, with
+    it is wrong (a hallucination; None when the reply is not a yes-no answer under `rule`), and
+    the stages of the answer's first token, with
     last_truth_ahead: the last layer where the correct answer was more probable than the one
     given (None if never)."""
     questions = items[(items.task == "discriminative") & (items.status == "ok")]
@@ -145,7 +147,7 @@ def answer_stages(
                 "kind": item.kind,
                 "truth": json.loads(item.truth),
                 "answer": answer,
-                "wrong": answer != json.loads(item.truth),
+                "wrong": None if answer is None else answer != json.loads(item.truth),
                 **{field: token[field] for field in STAGE_FIELDS},
                 "first_mutation": token.mutation_layers[0] if token.has_mutation else None,
                 "prob_final": float(token.prob[-1]),
@@ -261,8 +263,9 @@ def link_summary(
         names = ("hallucinated", "correct")
         rows += _compare(words, "hallucinated", "mutation", names, **settings)
         rows += _truth_ahead(words, **settings)
-    if answers is not None and len(answers):
-        answers = answers.assign(mutation=answers.has_mutation)
+    if answers is not None and answers.wrong.notna().any():
+        answers = answers[answers.wrong.notna()].assign(mutation=answers.has_mutation)
+        answers["wrong"] = answers.wrong.astype(bool)
         rows += _compare(answers, "wrong", "mutation", ("wrong answer", "right answer"), **settings)
     return pd.DataFrame(rows, columns=["statistic", "estimate", "low", "high", "n", "items"])
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import LlavaForConditionalGeneration
 
@@ -125,3 +126,31 @@ def staged_logprobs(
                 logits = current + rng.normal(0, 0.02, n_vocab)
             out[step, layer] = logits - np.logaddexp.reduce(logits)
     return out
+
+
+PLANTED_LAYERS = np.arange(9)
+QUIET = np.array([0.5, 0.3, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5])  # critical layer 2
+
+
+def planted_token_rows(order, step, token, spike=None, prob=0.8, truth=np.nan, after=None):
+    """A run's tokens-table rows for one token of a 9-layer model: its JSD profile QUIET (with a
+    spike at pair `spike`), its probability `prob` up to the spike and `after` beyond it, and the
+    truth's probability."""
+    jsd = QUIET.copy()
+    probs = np.full(9, prob)
+    if spike is not None:
+        jsd[spike] = 0.3
+        probs[spike + 1 :] = after
+    truths = np.broadcast_to(np.asarray(truth, dtype=float), (9,)).copy()
+    return pd.DataFrame(
+        {
+            "order": order,
+            "step": step,
+            "layer": PLANTED_LAYERS,
+            "token": token,
+            "jsd": np.append(jsd, np.nan),
+            "prob": probs,
+            "top1_id": 0,
+            "truth_logprob": np.log(truths),
+        }
+    )

@@ -102,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from mmlens.cli.options import load_model
     from mmlens.runs import RunSettings, RunStore, Shard, run_items
+    from mmlens.runs.runner import check_settings
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
@@ -133,9 +134,11 @@ def _run(args: argparse.Namespace) -> int:
         "model": args.model,
         "dtype": args.dtype,
     }
-    store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
+    RunStore.check(args.out, {**identity, **settings.identity()})  # before the slow load
     args.device = shard.device(args.device)
     model = load_model(args)
+    check_settings(model, settings)
+    store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
     runs = [(store, settings)]
     while runs:
         store, chosen = runs.pop(0)

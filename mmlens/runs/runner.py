@@ -153,6 +153,13 @@ def _trace_batch(
     return results
 
 
+def check_settings(model: Any, settings: RunSettings) -> None:
+    """Settings the model cannot run (not items that fail): refused before anything is written."""
+    if settings.top_k > model.d_vocab:
+        raise ConfigError(f"top_k={settings.top_k} is more than the vocabulary ({model.d_vocab}).")
+    kept_blocks(model.n_blocks, settings.skip_layers)
+
+
 def run_items(
     model: Any,
     items: ItemSet | Sequence[BenchmarkItem],
@@ -164,9 +171,7 @@ def run_items(
     """Trace this shard's items that the store does not hold yet, writing a part every
     `settings.flush_every` items. Items a reader skipped are written as failed (by rank 0)."""
     shard = shard or Shard()
-    if settings.top_k > model.d_vocab:  # a setting, not an item, is wrong: fail before writing
-        raise ConfigError(f"top_k={settings.top_k} is more than the vocabulary ({model.d_vocab}).")
-    kept_blocks(model.n_blocks, settings.skip_layers)  # skip_layers that do not exist: fail now
+    check_settings(model, settings)
     start = time.perf_counter()
     done = store.done_ids()
     mine = [(order, item) for order, item in enumerate(items) if shard.owns(order)]

@@ -37,9 +37,9 @@ class RunStore:
     out: Path
     rank: int = 0
 
-    @classmethod
-    def open(cls, out: str | Path, identity: dict[str, Any], rank: int = 0) -> "RunStore":
-        """Create the folder, or reopen it after checking that it holds the same run."""
+    @staticmethod
+    def check(out: str | Path, identity: dict[str, Any]) -> None:
+        """Raise if `out` cannot hold this run (a file, another run, not a run); write nothing."""
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; give a folder for the run.")
@@ -64,6 +64,14 @@ class RunStore:
         elif out.exists() and any(p.name not in OWN_ENTRIES for p in out.iterdir()):
             # (other ranks of the same launch may already have made parts/ and run.json)
             raise ConfigError(f"{out} exists and is not an mmlens run; use another --out.")
+
+    @classmethod
+    def open(cls, out: str | Path, identity: dict[str, Any], rank: int = 0) -> "RunStore":
+        """Create the folder, or reopen it after checking that it holds the same run."""
+        cls.check(out, identity)
+        out = Path(out)
+        record = {"format": FORMAT_VERSION, **identity}
+        path = out / "run.json"
         (out / "parts").mkdir(parents=True, exist_ok=True)
         if not path.is_file():
             write_text_atomic(path, json.dumps(record, indent=1) + "\n")

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from _support import planted_token_rows
 
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.link import (
@@ -19,32 +20,6 @@ from mmlens.analyses.link import (
 from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
 from mmlens.runs import RunSettings, RunStore, run_items
 from mmlens.zoo.shapes.scenes import SHAPES
-
-LAYERS = np.arange(9)
-QUIET = np.array([0.5, 0.3, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5])  # critical layer 2
-
-
-def _token_rows(order, step, token, spike=None, prob=0.8, truth=np.nan, after=None):
-    """One token's rows: JSD profile QUIET (with a spike at pair `spike`), its probability `prob`
-    up to the spike and `after` beyond it, and the truth's probability."""
-    jsd = QUIET.copy()
-    probs = np.full(9, prob)
-    if spike is not None:
-        jsd[spike] = 0.3
-        probs[spike + 1 :] = after
-    truths = np.broadcast_to(np.asarray(truth, dtype=float), (9,)).copy()
-    return pd.DataFrame(
-        {
-            "order": order,
-            "step": step,
-            "layer": LAYERS,
-            "token": token,
-            "jsd": np.append(jsd, np.nan),
-            "prob": probs,
-            "top1_id": 0,
-            "truth_logprob": np.log(truths),
-        }
-    )
 
 
 @pytest.fixture
@@ -62,16 +37,16 @@ def planted():
     items["truth"] = items.truth.map(json.dumps)
     grass = np.r_[np.full(7, 0.5), 0.05, 0.05]  # a true object ahead until the dog's mutation
     rows = [
-        _token_rows(0, 0, "a"),
-        _token_rows(0, 1, "dog", spike=6, prob=0.01, after=0.9, truth=grass),
-        _token_rows(0, 2, "on"),
-        _token_rows(0, 3, "grass", truth=0.8),
-        _token_rows(0, 4, "."),
-        _token_rows(1, 0, "a"),
-        _token_rows(1, 1, "cats", truth=0.8),
-        _token_rows(1, 2, "."),
-        _token_rows(2, 0, "No", spike=5, prob=0.2, after=0.7, truth=0.6),
-        _token_rows(3, 0, "Yes", truth=0.8),
+        planted_token_rows(0, 0, "a"),
+        planted_token_rows(0, 1, "dog", spike=6, prob=0.01, after=0.9, truth=grass),
+        planted_token_rows(0, 2, "on"),
+        planted_token_rows(0, 3, "grass", truth=0.8),
+        planted_token_rows(0, 4, "."),
+        planted_token_rows(1, 0, "a"),
+        planted_token_rows(1, 1, "cats", truth=0.8),
+        planted_token_rows(1, 2, "."),
+        planted_token_rows(2, 0, "No", spike=5, prob=0.2, after=0.7, truth=0.6),
+        planted_token_rows(3, 0, "Yes", truth=0.8),
     ]
     return items, pd.concat(rows[::-1], ignore_index=True)
 

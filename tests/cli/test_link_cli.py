@@ -1,0 +1,66 @@
+"""`mmlens run --skips` then `mmlens link` on the built-in benchmark with the shipped model, and
+the mistakes a user can make on the way."""
+
+import pandas as pd
+import pytest
+
+from mmlens.benchmarks.shapes import write_shapes_benchmark
+from mmlens.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return write_shapes_benchmark(tmp_path_factory.mktemp("bench") / "shapes", n_scenes=4)
+
+
+def _run(bench, out, *extra):
+    args = ["run", "shapes", "--data", str(bench), "--out", str(out), "--limit", "6"]
+    return main([*args, "--max-new-tokens", "24", "--batch-size", "3", "--quiet", *extra])
+
+
+def test_skip_runs_then_the_link_report(bench, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run(bench, run, "--skips", "paper", "--skip", "late=6,7") == 0
+    printed = capsys.readouterr().out
+    assert "data-set stages: critical layer" in printed
+    skips = sorted(p.name for p in (run / "skips").iterdir())
+    assert "late" in skips and set(skips) - {"late"} <= {"skip.1", "skip.2", "skip.3"}
+    late = pd.read_parquet(run / "skips" / "late" / "tokens.parquet")
+    assert sorted(late.layer.unique()) == [0, 1, 2, 3, 4, 5, 6]  # blocks 6, 7 never ran
+    assert _run(bench, run, "--skips", "paper", "--skip", "late=6,7") == 0  # resumes: all done
+    assert "6 already done" in capsys.readouterr().out
+
+    out = tmp_path / "link"
+    assert main(["link", str(run), "--out", str(out), "--n-resamples", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "P(mutation | hallucinated)" in printed and "chair" in printed
+    mentions = pd.read_csv(out / "mentions.csv")
+    assert set(mentions.object) <= {"circle", "square", "triangle", "diamond", "cross"}
+    mitigation = pd.read_csv(out / "mitigation.csv")
+    assert mitigation.setting.tolist()[0] == "original" and "late" in mitigation.setting.tolist()
+    assert {"chair", "cover", "similarity", "rate_change"} <= set(mitigation.columns)
+    page = (out / "report.html").read_text()
+    assert "Skipping layers as mitigation" in page and "Benchmark metrics" in page
+    assert 'href="#item-' in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_mistakes_get_one_clear_line(bench, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run(bench, run, "--skip-layers", "1", "--skips", "paper") == 2
+    assert "one or the other" in capsys.readouterr().err
+    assert _run(bench, run, "--skip-layers", "99") == 2
+    assert "blocks 0..7" in capsys.readouterr().err
+    assert not run.exists()  # refused before anything was written
+    assert _run(bench, tmp_path / "r2", "--skip", "late=six") == 2
+    assert "NAME=1,2,5-7" in capsys.readouterr().err
+    assert main(["link", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err
+    done = tmp_path / "done"
+    assert _run(bench, done) == 0
+    bad = tmp_path / "objects.json"
+    bad.write_text("{not json")
+    assert main(["link", str(done), "--out", str(tmp_path / "o"), "--objects", str(bad)]) == 2
+    assert "cannot read it as JSON" in capsys.readouterr().err
+    (tmp_path / "o").mkdir()
+    assert main(["link", str(done), "--out", str(tmp_path / "o")]) == 2
+    assert "already exists" in capsys.readouterr().err
