@@ -4,13 +4,16 @@ P(mutation | hallucinated word) against P(mutation | correct word).
 Percentile bootstrap over items (resampling with replacement, a seeded generator): the interval
 is the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of the statistic over resamples.
 For a difference of two rates, each group is resampled on its own (they are independent samples).
+`clustered_rates` resamples clusters instead (the items that words come from), keeping each
+item's groups together: words of one caption are not independent, and neither are the
+hallucinated and correct words of one item.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from jaxtyping import Shaped
+from jaxtyping import Float, Shaped
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,41 @@ def difference_interval(
     return Interval(
         float(a.mean() - b.mean()), float(low), float(high), confidence, (a.size, b.size)
     )
+
+
+def clustered_rates(
+    successes: Float[np.ndarray, "cluster group"],
+    totals: Float[np.ndarray, "cluster group"],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[list[Interval], Interval | None]:
+    """Ratios sum(successes) / sum(totals) of each group (rates; or means, when `successes` hold
+    sums of values), and group 0's minus group 1's (None with one group), with percentile
+    bootstrap intervals that resample clusters (items) with replacement, keeping each item's
+    groups together. A group with no units gets NaN."""
+    successes, totals = np.asarray(successes, float), np.asarray(totals, float)
+    rng = np.random.default_rng(seed)
+    n_clusters = len(totals)
+    if n_clusters == 0:
+        raise ValueError("No items to bootstrap over.")
+    weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), n_resamples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = (weights @ successes) / (weights @ totals)
+        observed = successes.sum(0) / totals.sum(0)
+    tail = (1 - confidence) / 2
+
+    def interval(samples: np.ndarray, estimate: float, n: tuple[int, ...]) -> Interval:
+        finite = samples[np.isfinite(samples)]
+        if not np.isfinite(estimate) or finite.size == 0:
+            return Interval(float("nan"), float("nan"), float("nan"), confidence, n)
+        low, high = np.quantile(finite, [tail, 1 - tail])
+        return Interval(float(estimate), float(low), float(high), confidence, n)
+
+    sizes = [int(t) for t in totals.sum(0)]
+    groups = [interval(rates[:, g], observed[g], (sizes[g],)) for g in range(totals.shape[1])]
+    if totals.shape[1] < 2:
+        return groups, None
+    difference = interval(rates[:, 0] - rates[:, 1], observed[0] - observed[1], tuple(sizes[:2]))
+    return groups, difference

@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jaxtyping import Float
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mmlens.analyses.hallucination import ObjectVocabulary
-from mmlens.analyses.intervals import Interval
+from mmlens.analyses.intervals import Interval, clustered_rates
 from mmlens.analyses.stages import DEFAULT_PARAMS, PAIR_NOTE, StageParams, frame_stages
 from mmlens.benchmarks.amber import yes_no
 from mmlens.words import word_spans
@@ -159,44 +158,6 @@ def answer_stages(
     return _typed(pd.DataFrame(rows, columns=columns))
 
 
-def clustered_rates(
-    successes: Float[np.ndarray, "cluster group"],
-    totals: Float[np.ndarray, "cluster group"],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 10_000,
-    seed: int = 0,
-) -> tuple[list[Interval], Interval | None]:
-    """Rates sum(successes) / sum(totals) of each group, and group 0's minus group 1's (None with
-    one group), with
-    percentile bootstrap intervals that resample clusters (items) with replacement, keeping each
-    item's groups together. A group with no units gets NaN."""
-    successes, totals = np.asarray(successes, float), np.asarray(totals, float)
-    rng = np.random.default_rng(seed)
-    n_clusters = len(totals)
-    if n_clusters == 0:
-        raise ValueError("No items to bootstrap over.")
-    weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), n_resamples)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rates = (weights @ successes) / (weights @ totals)
-        observed = successes.sum(0) / totals.sum(0)
-    tail = (1 - confidence) / 2
-
-    def interval(samples: np.ndarray, estimate: float, n: tuple[int, ...]) -> Interval:
-        finite = samples[np.isfinite(samples)]
-        if not np.isfinite(estimate) or finite.size == 0:
-            return Interval(float("nan"), float("nan"), float("nan"), confidence, n)
-        low, high = np.quantile(finite, [tail, 1 - tail])
-        return Interval(float(estimate), float(low), float(high), confidence, n)
-
-    sizes = [int(t) for t in totals.sum(0)]
-    groups = [interval(rates[:, g], observed[g], (sizes[g],)) for g in range(totals.shape[1])]
-    if totals.shape[1] < 2:
-        return groups, None
-    difference = interval(rates[:, 0] - rates[:, 1], observed[0] - observed[1], tuple(sizes[:2]))
-    return groups, difference
-
-
 def _compare(
     table: pd.DataFrame, group: str, outcome: str, names: tuple[str, str], **bootstrap: Any
 ) -> list[dict]:
@@ -216,6 +177,32 @@ def _compare(
     found = [(f"P({outcome} | {names[i]})", groups[i]) for i in (0, 1)]
     found.append((f"P({outcome} | {names[0]}) - P({outcome} | {names[1]})", difference))
     return [_row(name, ci, by_item.ngroups) for name, ci in found]
+
+
+def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
+    """Where mutations sit: the mean first mutation layer of hallucinated and of correct words
+    that mutate, and the difference (items resampled)."""
+    mutated = words[words.has_mutation]
+    if mutated.hallucinated.nunique() < 2:
+        return []
+    layers = mutated.first_mutation.astype(float)
+    by_item = mutated.assign(layer=layers).groupby("order")
+    sums = np.zeros((by_item.ngroups, 2))
+    counts = np.zeros((by_item.ngroups, 2))
+    for index, (_, rows) in enumerate(by_item):
+        for column, flag in enumerate((True, False)):
+            chosen = rows[rows.hallucinated == flag].layer
+            sums[index, column], counts[index, column] = chosen.sum(), len(chosen)
+    groups, difference = clustered_rates(sums, counts, **bootstrap)
+    assert difference is not None
+    names = [
+        "mean first mutation layer | hallucinated",
+        "mean first mutation layer | correct",
+        "mean first mutation layer: hallucinated - correct",
+    ]
+    return [
+        _row(n, ci, by_item.ngroups) for n, ci in zip(names, [*groups, difference], strict=True)
+    ]
 
 
 def _truth_ahead(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
@@ -252,7 +239,8 @@ def link_summary(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The link's rates with bootstrap intervals (items resampled): for object words,
-    P(mutation | hallucinated) against P(mutation | correct), and how often a true object was
+    P(mutation | hallucinated) against P(mutation | correct), where the first mutation sits
+    (mean layer of each group and the difference), and how often a true object was
     more probable than a hallucinated word at its first mutation; for yes-no answers,
     P(mutation | wrong) against P(mutation | right).
     Columns: statistic, estimate, low, high, n (units in each group), items."""
@@ -262,6 +250,7 @@ def link_summary(
         words = mentions.assign(mutation=mentions.has_mutation)
         names = ("hallucinated", "correct")
         rows += _compare(words, "hallucinated", "mutation", names, **settings)
+        rows += _mean_first_mutation(words, **settings)
         rows += _truth_ahead(words, **settings)
     if answers is not None and answers.wrong.notna().any():
         answers = answers[answers.wrong.notna()].assign(mutation=answers.has_mutation)

@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mmlens.analyses.hallucination import ObjectVocabulary
-from mmlens.analyses.link import clustered_rates, object_mentions
+from mmlens.analyses.intervals import clustered_rates
+from mmlens.analyses.link import object_mentions
 from mmlens.analyses.skip import text_similarity
 
 Run = tuple[pd.DataFrame, pd.DataFrame]  # a run's items and tokens tables

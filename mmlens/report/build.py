@@ -51,6 +51,7 @@ def _summary(trace: Trace, found: stages.TraceStages) -> str:
         "mutation layers (common)": ", ".join(map(str, found.mutation_layers)) or "none",
         "tokens with a mutation": f"{found.mutation_fraction:.0%}",
         "lens": trace.settings["lens"],
+        "layer numbers": f"0 = embeddings; critical and mutation layers: {stages.PAIR_NOTE}",
     }
     frame = pd.DataFrame.from_dict(facts, orient="index", columns=["value"])
     return f"<section><h2>Stage summary</h2>{table_html(frame)}</section>"

@@ -1,5 +1,5 @@
-"""The hallucination link over run tables: planted tables with known answers, the bootstrap's
-coverage, and a real run of the shipped model checked against an independent word count."""
+"""The hallucination link over run tables: planted tables with known answers, and a real run of
+the shipped model checked against an independent word count."""
 
 import json
 
@@ -11,7 +11,6 @@ from _support import planted_token_rows
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.link import (
     answer_stages,
-    clustered_rates,
     link_summary,
     mutation_histogram,
     object_mentions,
@@ -88,33 +87,6 @@ def test_empty_tables_give_empty_results(planted):
     assert object_mentions(items, tokens, vocabulary).empty
     assert answer_stages(items, none).empty
     assert link_summary(object_mentions(items, none, vocabulary)).empty
-
-
-def _coverage(p_item: np.ndarray, sizes: np.ndarray, cluster: bool, rng) -> bool:
-    units = [rng.random(n) < p for p, n in zip(p_item, sizes, strict=True)]
-    if cluster:
-        successes = np.array([[u.sum()] for u in units], dtype=float)
-        totals = sizes[:, None].astype(float)
-    else:  # every word its own "item": ignores that words of one caption go together
-        flat = np.concatenate(units).astype(float)
-        successes, totals = flat[:, None], np.ones_like(flat)[:, None]
-    (ci,), none = clustered_rates(successes, totals, n_resamples=1000, seed=int(rng.integers(1e9)))
-    assert none is None
-    return ci.low <= 0.3 <= ci.high
-
-
-def test_item_bootstrap_covers_the_true_rate_where_word_bootstrap_does_not():
-    """Words within an item share their item's rate (mean 0.3): resampling items keeps ~95 %
-    coverage; resampling words as if independent is too narrow."""
-    rng = np.random.default_rng(0)
-    hits = {True: 0, False: 0}
-    for _ in range(200):
-        p_item = rng.beta(0.6, 1.4, 40)  # mean 0.3, strongly varying between items
-        sizes = rng.integers(2, 12, 40)
-        for cluster in hits:
-            hits[cluster] += _coverage(p_item, sizes, cluster, rng)
-    assert 0.88 <= hits[True] / 200 <= 0.99
-    assert hits[False] / 200 < hits[True] / 200 - 0.1
 
 
 def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, tmp_path):
