@@ -22,9 +22,22 @@ from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.analyses.intervals import Interval, clustered_rates
 from mmlens.analyses.stages import DEFAULT_PARAMS, PAIR_NOTE, StageParams, frame_stages
 from mmlens.benchmarks.amber import yes_no
+from mmlens.errors import TraceFormatError
 from mmlens.words import word_spans
 
 STAGE_FIELDS = ["critical_layer", "has_mutation", "mutation_layers", "stable_jsd"]
+
+
+ITEM_FIELDS = ("order", "id", "task", "status", "truth", "output")
+
+
+def _check_items(items: pd.DataFrame) -> None:
+    """A run's items table (`mmlens run`'s items.parquet) has what the link reads."""
+    if missing := [c for c in ITEM_FIELDS if c not in items.columns]:
+        raise TraceFormatError(
+            f"The items table lacks columns {missing}; pass a run's items.parquet "
+            "(`mmlens.runs.read_run`)."
+        )
 
 
 def _per_token(tokens: pd.DataFrame, params: StageParams) -> pd.DataFrame:
@@ -70,6 +83,7 @@ def object_mentions(
     object was more probable than the word) and truth_ahead_before_mutation (at the first
     mutation's first layer; None without a mutation).
     """
+    _check_items(items)
     captions = items[(items.task == "generative") & (items.status == "ok")]
     per_token = _per_token(tokens[tokens.order.isin(captions.order)], params)
     rows = []
@@ -131,6 +145,7 @@ def answer_stages(
     the stages of the answer's first token, with
     last_truth_ahead: the last layer where the correct answer was more probable than the one
     given (None if never)."""
+    _check_items(items)
     questions = items[(items.task == "discriminative") & (items.status == "ok")]
     per_token = _per_token(tokens[tokens.order.isin(questions.order) & (tokens.step == 0)], params)
     rows = []

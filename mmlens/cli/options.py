@@ -1,6 +1,7 @@
 """Options and helpers shared by the commands."""
 
 import argparse
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -51,17 +52,24 @@ def load_model(args: argparse.Namespace) -> "HookedLVLM":
     return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
 
 
+def parse_blocks(text: str, what: str) -> list[int]:
+    """'1,2,5-7' -> [1, 2, 5, 6, 7] (block indices); `what` names the value in the error."""
+    parts = text.split(",")
+    if not all(re.fullmatch(r"\d+(-\d+)?", part.strip()) for part in parts):
+        raise ConfigError(f"{what}: give block indices like 1,2,5-7")
+    chosen: list[int] = []
+    for part in parts:
+        first, _, last = part.strip().partition("-")
+        chosen.extend(range(int(first), int(last or first) + 1))
+    return chosen
+
+
 def parse_block_sets(specs: Sequence[str], option: str) -> dict[str, list[int]]:
     """'name=1,2,5-7' -> {'name': [1, 2, 5, 6, 7]} (block indices)."""
     sets = {}
     for spec in specs:
         name, _, blocks = spec.rpartition("=")
-        chosen: list[int] = []
-        try:
-            for part in blocks.split(","):
-                first, _, last = part.partition("-")
-                chosen.extend(range(int(first), int(last or first) + 1))
-        except ValueError as error:
-            raise ConfigError(f"{option} {spec!r}: use NAME=1,2,5-7 (block indices)") from error
-        sets[name or spec] = chosen
+        if name and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ConfigError(f"{option} {spec!r}: name the set with letters, digits, . _ -")
+        sets[name or spec] = parse_blocks(blocks, f"{option} {spec!r}")
     return sets

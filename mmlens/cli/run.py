@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmlens.cli.options import add_model_options, parse_block_sets
+from mmlens.cli.options import add_model_options, parse_block_sets, parse_blocks
 from mmlens.errors import ConfigError
 
 
@@ -77,7 +77,9 @@ def _finish(store: Any, benchmark: str, line: str) -> None:
         print(f"  failed x{found['count']}: {kind} (e.g. {found['example']})")
 
 
-def _skip_sets(args: argparse.Namespace, out: Path, n_blocks: int) -> dict[str, list[int]]:
+def _skip_sets(
+    args: argparse.Namespace, out: Path, n_blocks: int, extra: dict[str, list[int]]
+) -> dict[str, list[int]]:
     """The skip settings to run after the original: the paper's three, from the original run's
     data-set stages (`--skips paper`), and the user's (`--skip NAME=BLOCKS`)."""
     from mmlens.analyses.skip import skip_plan
@@ -93,7 +95,7 @@ def _skip_sets(args: argparse.Namespace, out: Path, n_blocks: int) -> dict[str, 
             f"data-set stages: critical layer {stages.critical_layer}, mutation layers "
             f"{stages.mutation_layers} -> {sets or 'no paper skip set applies'}"
         )
-    sets.update(parse_block_sets(args.skip or [], "--skip"))
+    sets.update(extra)
     return sets
 
 
@@ -112,10 +114,11 @@ def _run(args: argparse.Namespace) -> int:
             "full one. Use one or the other."
         )
     skip_layers = (
-        parse_block_sets([f"x={args.skip_layers}"], "--skip-layers")["x"]
-        if (args.skip_layers)
+        parse_blocks(args.skip_layers, f"--skip-layers {args.skip_layers!r}")
+        if args.skip_layers
         else []
     )
+    extra_sets = parse_block_sets(args.skip or [], "--skip")
     settings = RunSettings(
         max_new_tokens=args.max_new_tokens,
         lens=args.lens,
@@ -138,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
     args.device = shard.device(args.device)
     model = load_model(args)
     check_settings(model, settings)
+    for blocks in extra_sets.values():
+        check_settings(model, replace(settings, skip_layers=tuple(blocks)))
     store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
     runs = [(store, settings)]
     while runs:
@@ -148,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             _finish(store, args.benchmark, summary.line())
         shard.barrier()
         if store.out == Path(args.out) and (args.skips or args.skip):
-            for name, blocks in _skip_sets(args, store.out, model.n_blocks).items():
+            for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
                 variant = replace(settings, skip_layers=tuple(blocks))
                 folder = store.out / "skips" / name
                 opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)

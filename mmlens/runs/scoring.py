@@ -15,7 +15,8 @@ def score_run(identity: dict[str, Any], items: pd.DataFrame, answer_rule: str = 
     benchmark, data = identity.get("benchmark"), identity.get("data")
     if not data or not Path(data).exists():
         raise ConfigError(
-            f"The run's benchmark data {data!r} is not there any more; metrics need it."
+            f"The run's benchmark data {data!r} is not there any more; metrics need it "
+            "(put it back, or pass --no-metrics)."
         )
     done = items[items.status == "ok"]
     if benchmark in ("amber", "shapes"):

@@ -17,6 +17,7 @@ from mmlens.analyses.link import (
     plot_mutation_layers,
 )
 from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
+from mmlens.errors import TraceFormatError
 from mmlens.runs import RunSettings, RunStore, run_items
 from mmlens.zoo.shapes.scenes import SHAPES
 
@@ -87,6 +88,8 @@ def test_empty_tables_give_empty_results(planted):
     assert object_mentions(items, tokens, vocabulary).empty
     assert answer_stages(items, none).empty
     assert link_summary(object_mentions(items, none, vocabulary)).empty
+    with pytest.raises(TraceFormatError, match="lacks columns"):
+        object_mentions(items.drop(columns="truth"), tokens, vocabulary)
 
 
 def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, tmp_path):

@@ -78,7 +78,7 @@ def test_skip_command(tmp_path, capsys):
 
 def test_skip_command_rejects_bad_block_sets(capsys):
     assert main(["skip", "--blocks", "x=a-b"]) == 2
-    assert "NAME=1,2,5-7" in capsys.readouterr().err
+    assert "like 1,2,5-7" in capsys.readouterr().err
 
 
 def test_trajectories_command(tmp_path, capsys):

@@ -52,7 +52,13 @@ def test_mistakes_get_one_clear_line(bench, tmp_path, capsys):
     assert "blocks 0..7" in capsys.readouterr().err
     assert not run.exists()  # refused before anything was written
     assert _run(bench, tmp_path / "r2", "--skip", "late=six") == 2
-    assert "NAME=1,2,5-7" in capsys.readouterr().err
+    assert "like 1,2,5-7" in capsys.readouterr().err
+    assert _run(bench, tmp_path / "r2", "--skip-layers", "3-") == 2
+    assert "like 1,2,5-7" in capsys.readouterr().err
+    assert _run(bench, tmp_path / "r2", "--skip", "late=6,99") == 2  # before the original runs
+    assert "blocks 0..7" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+    assert _run(bench, tmp_path / "r3", "--skip", "../up=1") == 2
+    assert "name the set" in capsys.readouterr().err
     assert main(["link", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
     done = tmp_path / "done"

@@ -189,11 +189,12 @@ def test_sigkill_then_the_same_command_resumes(bench, tmp_path):
 @pytest.mark.slow
 def test_two_processes_under_torchrun_equal_one(bench, tmp_path):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
-    assert main(_cli(bench, single, "--limit", "9")[3:]) == 0
+    extra = ["--limit", "9", "--skip", "late=6,7"]  # the skip run is sharded too
+    assert main(_cli(bench, single, *extra)[3:]) == 0
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     launcher += ["--master-port", str(29500 + os.getpid() % 1000)]
     done = subprocess.run(
-        [*launcher, "-m", "mmlens", *_cli(bench, sharded, "--limit", "9")[3:]],
+        [*launcher, "-m", "mmlens", *_cli(bench, sharded, *extra)[3:]],
         capture_output=True,
         text=True,
         timeout=600,
@@ -204,6 +205,8 @@ def test_two_processes_under_torchrun_equal_one(bench, tmp_path):
     assert sorted(two.shard.unique()) == [0, 1]
     columns = ["order", "id", "prompt", "truth", "output", "n_tokens", "status"]
     pd.testing.assert_frame_equal(one[columns], two[columns])
-    tokens_one = pd.read_parquet(single / "tokens.parquet")
-    tokens_two = pd.read_parquet(sharded / "tokens.parquet")
-    pd.testing.assert_frame_equal(tokens_one, tokens_two)
+    for folder in (".", "skips/late"):
+        tokens_one = pd.read_parquet(single / folder / "tokens.parquet")
+        tokens_two = pd.read_parquet(sharded / folder / "tokens.parquet")
+        pd.testing.assert_frame_equal(tokens_one, tokens_two)
+    assert pd.read_parquet(sharded / "skips/late/items.parquet").shard.nunique() == 2
