@@ -1,9 +1,9 @@
 """The mutation-layer link to hallucination, over a data-set run (`mmlens run`'s tables).
 
-`object_mentions`: one row per object word a caption generates, hallucinated or not (the word
-names an object, through the vocabulary's plural rule and synonyms, that is not among the
-item's truth objects), with its stages (`analyses.stages`, on the word's first token) and its
-probability against the best-supported true object's (the run's `truth_logprob`).
+`object_mentions`: one row per object word a caption generates, hallucinated or not (as a judge
+from `analyses.judges` decides: AMBER's scorer, or a vocabulary), with its stages
+(`analyses.stages`, on the word's first token) and its probability against the best-supported
+true object's (the run's `truth_logprob`).
 `answer_stages`: the same for yes-no answers (the first generated token).
 `link_summary`: the rates compared, with bootstrap intervals that resample items, since words of
 one caption are not independent. Layer numbers: see `analyses.stages` (a pair is labelled by its
@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.analyses.intervals import Interval, clustered_rates
+from mmlens.analyses.judges import Judge, VocabularyJudge
 from mmlens.analyses.stages import DEFAULT_PARAMS, PAIR_NOTE, StageParams, frame_stages
 from mmlens.benchmarks.amber import yes_no
 from mmlens.errors import TraceFormatError
@@ -72,39 +73,43 @@ def _against_truth(row: pd.Series) -> dict:
 def object_mentions(
     items: pd.DataFrame,
     tokens: pd.DataFrame,
-    vocabulary: ObjectVocabulary,
+    judge: ObjectVocabulary | Judge,
     params: StageParams = DEFAULT_PARAMS,
 ) -> pd.DataFrame:
     """One row per object word generated in each caption (generative items that ran).
 
+    `judge` decides which words name objects and which are hallucinated: an `ObjectVocabulary`
+    (CHAIR-style) or a judge from `analyses.judges` (`AmberJudge`: as AMBER's scorer counts).
     Columns: order, id, step (the word's first token), word, object, hallucinated, the token's
     stages (critical_layer, has_mutation, mutation_layers, first_mutation, stable_jsd), prob_final
     and truth_prob_final (the best true object's), last_truth_ahead (last layer where a true
     object was more probable than the word) and truth_ahead_before_mutation (at the first
-    mutation's first layer; None without a mutation).
+    mutation's first layer; None without a mutation). `frame.attrs["unplaced"]` counts object
+    nouns the judge found in a text but could not place on a generated word.
     """
     _check_items(items)
+    if isinstance(judge, ObjectVocabulary):
+        judge = VocabularyJudge(judge)
     captions = items[(items.task == "generative") & (items.status == "ok")]
     per_token = _per_token(tokens[tokens.order.isin(captions.order)], params)
     rows = []
     for item in captions.itertuples():
-        truth = {vocabulary.canonical(w) or w for w in json.loads(item.truth)}
-        steps = per_token.loc[item.order] if item.order in per_token.index else None
-        if steps is None:
+        if item.order not in per_token.index:
             continue
-        for first, _, word in word_spans(steps.token.tolist()):
-            name = vocabulary.canonical(word.lower())
-            if name is None:
-                continue
+        steps = per_token.loc[item.order]
+        spans = word_spans(steps.token.tolist())
+        words = [word for _, _, word in spans]
+        for index, name, hallucinated in judge(item.id, item.output, json.loads(item.truth), words):
+            first = spans[index][0]
             token = steps.loc[first]
             rows.append(
                 {
                     "order": item.order,
                     "id": item.id,
                     "step": first,
-                    "word": word,
+                    "word": words[index],
                     "object": name,
-                    "hallucinated": name not in truth,
+                    "hallucinated": hallucinated,
                     **{field: token[field] for field in STAGE_FIELDS},
                     "first_mutation": token.mutation_layers[0] if token.has_mutation else None,
                     "prob_final": float(token.prob[-1]),
@@ -112,7 +117,10 @@ def object_mentions(
                     **_against_truth(token),
                 }
             )
-    return _typed(pd.DataFrame(rows, columns=MENTION_COLUMNS))
+    frame = _typed(pd.DataFrame(rows, columns=MENTION_COLUMNS))
+    frame.attrs["unplaced"] = judge.unplaced
+    frame.attrs["judge"] = judge.name
+    return frame
 
 
 MENTION_COLUMNS = [

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.analyses.intervals import clustered_rates
+from mmlens.analyses.judges import Judge
 from mmlens.analyses.link import object_mentions
 from mmlens.analyses.skip import text_similarity
 
@@ -40,7 +41,7 @@ def _counts(mentions: pd.DataFrame, ids: list[int]) -> tuple[np.ndarray, np.ndar
 def mitigation_table(
     original: Run,
     variants: Mapping[str, tuple[Run, list[int]]],
-    vocabulary: ObjectVocabulary,
+    judge: ObjectVocabulary | Judge,
     metrics: Metrics | None = None,
     *,
     confidence: float = 0.95,
@@ -48,13 +49,14 @@ def mitigation_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row for the original and one per variant (name -> (run, skipped blocks)), over the
-    caption items that ran in every run. See the module docstring for the columns' meaning."""
+    caption items that ran in every run; `judge` as in `object_mentions`. See the module
+    docstring for the columns' meaning."""
     runs = {"original": (original, []), **variants}
     ok = [set(items[items.status == "ok"].id) for (items, _), _ in runs.values()]
     shared = sorted(set.intersection(*ok)) if ok else []
     base_items, base_tokens = original
     base_text = base_items.set_index("id").output
-    base_mentions = object_mentions(base_items, base_tokens, vocabulary)
+    base_mentions = object_mentions(base_items, base_tokens, judge)
     captions = base_items[base_items.id.isin(shared) & (base_items.task == "generative")]
     caption_ids = sorted(captions.id)
     base_hal, base_words = _counts(base_mentions, caption_ids)
@@ -63,7 +65,7 @@ def mitigation_table(
     for name, ((items, tokens), blocks) in runs.items():
         mine = items[items.id.isin(shared)].set_index("id")
         texts = mine.output.reindex(shared)
-        mentions = object_mentions(items[items.id.isin(caption_ids)], tokens, vocabulary)
+        mentions = object_mentions(items[items.id.isin(caption_ids)], tokens, judge)
         hal, words = _counts(mentions, caption_ids)
         objects = _hallucinated(mentions)
         row: dict[str, Any] = {

@@ -212,6 +212,7 @@ def generative_item(
     cognitive = ha_flags[len(ha_flags) - len(hallu) :]
     return {
         "nouns": nouns,
+        "noun_hallucinated": hallucinated,
         "hallucinated": [n for n, h in zip(nouns, hallucinated, strict=True) if h],
         "covered": [w for w, f in zip(truth, covered, strict=True) if f],
         "n_nouns": len(nouns),

@@ -1,7 +1,8 @@
 """`mmlens link RUN --out DIR`: the mutation-layer link to hallucination over a finished run.
 
     mmlens link runs/shapes --out link/shapes                       # the built-in benchmark
-    mmlens link runs/amber --objects AMBER/data/relation.json --out link/amber
+    mmlens link runs/amber --out link/amber           # words judged as AMBER's scorer does
+    mmlens link runs/chair --objects objects.json --out link/chair
 
 Writes mentions.csv (one row per generated object word), answers.csv (one per yes-no answer),
 summary.csv (the rates with bootstrap intervals), mitigation.csv (when the run has skip runs,
@@ -17,21 +18,22 @@ from typing import Any
 from mmlens.errors import ConfigError
 
 
-def _vocabulary(spec: str | None, benchmarks: set[str]) -> Any:
+def _judge(spec: str | None, identity: dict[str, Any]) -> Any:
+    """Who decides which words are hallucinated objects: `--objects` (a vocabulary), else
+    AMBER's scorer for AMBER-format runs (AMBER and the built-in benchmark)."""
     from mmlens.analyses.hallucination import ObjectVocabulary
+    from mmlens.analyses.judges import AmberJudge
 
     if spec is None:
-        if benchmarks == {"shapes"}:
-            spec = "shapes"
-        else:
-            raise ConfigError(
-                f"A {', '.join(sorted(benchmarks)) or 'empty'} run needs --objects: AMBER's "
-                "relation.json, or a JSON list of object words."
-            )
-    if spec == "shapes":
-        from mmlens.zoo.shapes.scenes import SHAPES
+        data = identity.get("data")
+        if identity.get("benchmark") in ("amber", "shapes") and data and Path(data).is_dir():
+            from mmlens.benchmarks.amber import AmberData
 
-        return ObjectVocabulary.from_words(SHAPES)
+            return AmberJudge(AmberData.load(data))
+        raise ConfigError(
+            f"This {identity.get('benchmark')} run needs --objects (AMBER's relation.json or a "
+            "JSON list of object words), or its AMBER-format data folder back in place."
+        )
     path = Path(spec)
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
@@ -78,8 +80,8 @@ def _link(args: argparse.Namespace) -> int:
     items, tokens = read_run(folder)
     identity = run_identity(folder)
     rule = args.answer_rule or ("pope" if identity.get("benchmark") == "pope" else "amber")
-    vocabulary = _vocabulary(args.objects, set(items.benchmark.dropna().astype(str)))
-    mentions = object_mentions(items, tokens, vocabulary)
+    judge = _judge(args.objects, identity)
+    mentions = object_mentions(items, tokens, judge)
     answers = answer_stages(items, tokens, rule=rule)
     bootstrap = {"n_resamples": args.n_resamples, "seed": args.seed}
     summary = link_summary(mentions, answers, **bootstrap)
@@ -90,7 +92,7 @@ def _link(args: argparse.Namespace) -> int:
         metrics = (
             None if args.no_metrics else (lambda done: score_run(identity, done, rule).metrics)
         )
-        mitigation = mitigation_table((items, tokens), variants, vocabulary, metrics, **bootstrap)
+        mitigation = mitigation_table((items, tokens), variants, judge, metrics, **bootstrap)
     with atomic_folder(out, args.force) as work:
         mentions.to_csv(work / "mentions.csv", index=False)
         answers.to_csv(work / "answers.csv", index=False)
@@ -115,7 +117,15 @@ def _link(args: argparse.Namespace) -> int:
         shown = ["setting", "skip_blocks", "changed", "similarity", "hallucination_rate"]
         shown += ["rate_change", "change_low", "change_high", "removed", "added"]
         print("\n" + mitigation[[c for c in shown if c in mitigation]].to_string(**decimals))
-    print(f"\n{len(mentions)} object words, {len(answers)} yes-no answers; written to {out}")
+    print(
+        f"\n{len(mentions)} object words (judged by {mentions.attrs['judge']}), {len(answers)} "
+        f"yes-no answers; written to {out}"
+    )
+    if mentions.attrs["unplaced"]:
+        print(
+            f"{mentions.attrs['unplaced']} object nouns in the texts matched no generated word "
+            "(tokenization differences) and are left out of the link."
+        )
     return 0
 
 
@@ -130,7 +140,8 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--out", required=True, help="folder for the tables and report.html")
     parser.add_argument(
         "--objects",
-        help="object words: AMBER's relation.json or a JSON list (default for shapes runs)",
+        help="judge object words by this vocabulary (AMBER's relation.json or a JSON list of "
+        "words) instead of AMBER's scorer (the default for AMBER and built-in runs)",
     )
     parser.add_argument(
         "--answer-rule",

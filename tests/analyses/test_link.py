@@ -9,6 +9,7 @@ import pytest
 from _support import planted_token_rows
 
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
+from mmlens.analyses.judges import AmberJudge
 from mmlens.analyses.link import (
     answer_stages,
     link_summary,
@@ -16,7 +17,9 @@ from mmlens.analyses.link import (
     object_mentions,
     plot_mutation_layers,
 )
+from mmlens.benchmarks.amber import AmberData, score_amber
 from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
+from mmlens.benchmarks.similarity import near_synonyms
 from mmlens.errors import TraceFormatError
 from mmlens.runs import RunSettings, RunStore, run_items
 from mmlens.zoo.shapes.scenes import SHAPES
@@ -92,7 +95,7 @@ def test_empty_tables_give_empty_results(planted):
         object_mentions(items.drop(columns="truth"), tokens, vocabulary)
 
 
-def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, tmp_path):
+def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, pipeline, tmp_path):
     bench = write_shapes_benchmark(tmp_path / "bench", n_scenes=16)
     items = [item for item in read_shapes(bench) if item.task == "generative"]
     store = RunStore.open(tmp_path / "run", {"test": 1})
@@ -111,6 +114,17 @@ def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, tmp_path
     correct = mentions[~mentions.hallucinated]
     # a correct word is its own best true object, so the truth's final probability is the word's
     assert (correct.truth_prob_final >= correct.prob_final - 1e-6).all()
+    # AMBER's own judgement, placed on the generated words, gives exactly AMBER's CHAIR
+    data = AmberData.load(bench)
+    judge = AmberJudge(data, pipeline, near_synonyms("exact"))
+    judged = object_mentions(table, tokens, judge)
+    responses = list(zip(table.id, table.output, strict=True))
+    scores = score_amber(responses, data, pipeline, near_synonyms("exact"))
+    assert judged.attrs["unplaced"] == 0 and len(judged) == scores.items.n_nouns.sum()
+    assert judged.hallucinated.mean() == pytest.approx(scores.metrics["chair"])
+    for row in scores.items.itertuples():
+        mine = judged[(judged.id == row.id) & judged.hallucinated].object
+        assert sorted(mine) == sorted(row.hallucinated)
     summary = link_summary(mentions, n_resamples=500)
     assert (summary.low <= summary.estimate).all() and (summary.estimate <= summary.high).all()
     plot_mutation_layers(mentions).savefig(tmp_path / "link.png")
