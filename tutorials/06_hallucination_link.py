@@ -24,7 +24,7 @@
 from dataclasses import replace
 
 import mmlens
-from mmlens.analyses.hallucination import ObjectVocabulary
+from mmlens.analyses.judges import AmberJudge
 from mmlens.analyses.link import (
     answer_stages,
     link_summary,
@@ -35,10 +35,10 @@ from mmlens.analyses.mitigation import mitigation_table
 from mmlens.analyses.skip import skip_plan
 from mmlens.analyses.stages import frame_stages, summarize_stages
 from mmlens.benchmarks import read_shapes
+from mmlens.benchmarks.amber import AmberData
 from mmlens.benchmarks.shapes import write_shapes_benchmark
 from mmlens.report.dataset import write_link_report
 from mmlens.runs import RunSettings, RunStore, run_items
-from mmlens.zoo.shapes.scenes import SHAPES
 
 model = mmlens.load("mmlens/shapes")
 bench = write_shapes_benchmark("shapes_bench", n_scenes=40, force=True)
@@ -75,11 +75,14 @@ print(
 # %% [markdown]
 # ## The link
 # Each object word a caption names, hallucinated or not, with its first token's stages and its
-# probability against the best true object's (recorded by the run as `truth_logprob`).
+# probability against the best true object's (recorded by the run as `truth_logprob`). The
+# benchmark is in AMBER's format, so AMBER's own scorer judges the words (`AmberJudge`): their
+# hallucination rate is AMBER's CHAIR. `ObjectVocabulary.from_words([...])` judges by a word list
+# instead.
 
 # %%
-vocabulary = ObjectVocabulary.from_words(SHAPES)
-mentions = object_mentions(items, tokens, vocabulary)
+judge = AmberJudge(AmberData.load(bench))
+mentions = object_mentions(items, tokens, judge)
 print(mentions[["id", "word", "hallucinated", "critical_layer", "mutation_layers"]].head(8))
 summary = link_summary(mentions, n_resamples=2000)
 print(summary.to_string(index=False))
@@ -100,7 +103,7 @@ variants = {
     name: (run(f"runs/{name}", replace(settings, skip_layers=tuple(blocks))), blocks)
     for name, blocks in plan.items()
 }
-table = mitigation_table((items, tokens), variants, vocabulary, n_resamples=2000)
+table = mitigation_table((items, tokens), variants, judge, n_resamples=2000)
 print(
     table[
         [
