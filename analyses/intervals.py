@@ -97,7 +97,8 @@ def clustered_rates(
     """Ratios sum(successes) / sum(totals) of each group (rates; or means, when `successes` hold
     sums of values), and group 0's minus group 1's (None with one group), with percentile
     bootstrap intervals that resample clusters (items) with replacement, keeping each item's
-    groups together. A group with no units gets NaN."""
+    groups together. A group with no units gets NaN; resamples in which a group has no units are
+    left out of its interval."""
     successes, totals = np.asarray(successes, float), np.asarray(totals, float)
     rng = np.random.default_rng(seed)
     n_clusters = len(totals)

@@ -181,25 +181,35 @@ def answer_stages(
     return _typed(pd.DataFrame(rows, columns=columns))
 
 
+def _item_sums(table: pd.DataFrame, group: str, value: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per item (`order`): the sum of `value` and the number of rows, with table[group] True
+    (column 0) and False (column 1)."""
+    frame = pd.DataFrame(
+        {
+            "order": table.order,
+            "flag": table[group].astype(bool),
+            "value": table[value].astype(float),
+        }
+    )
+    totals = frame.groupby(["order", "flag"]).value.agg(["sum", "size"]).unstack("flag")
+    totals = totals.reindex(columns=pd.MultiIndex.from_product([["sum", "size"], [True, False]]))
+    totals = totals.fillna(0.0)
+    return totals["sum"].to_numpy(dtype=float), totals["size"].to_numpy(dtype=float)
+
+
 def _compare(
     table: pd.DataFrame, group: str, outcome: str, names: tuple[str, str], **bootstrap: Any
 ) -> list[dict]:
     """Rows comparing P(outcome) between table[group] True (names[0]) and False (names[1])."""
     usable = table[table[outcome].notna()]
-    by_item = usable.groupby("order")
-    successes = np.zeros((by_item.ngroups, 2))
-    totals = np.zeros((by_item.ngroups, 2))
-    for index, (_, rows) in enumerate(by_item):
-        for column, flag in enumerate((True, False)):
-            chosen = rows[rows[group] == flag][outcome].astype(bool)
-            successes[index, column], totals[index, column] = chosen.sum(), len(chosen)
-    if not by_item.ngroups:
+    if usable.empty:
         return []
+    successes, totals = _item_sums(usable, group, outcome)
     groups, difference = clustered_rates(successes, totals, **bootstrap)
     assert difference is not None
     found = [(f"P({outcome} | {names[i]})", groups[i]) for i in (0, 1)]
     found.append((f"P({outcome} | {names[0]}) - P({outcome} | {names[1]})", difference))
-    return [_row(name, ci, by_item.ngroups) for name, ci in found]
+    return [_row(name, ci, len(successes)) for name, ci in found]
 
 
 def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
@@ -208,14 +218,7 @@ def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
     mutated = words[words.has_mutation]
     if mutated.hallucinated.nunique() < 2:
         return []
-    layers = mutated.first_mutation.astype(float)
-    by_item = mutated.assign(layer=layers).groupby("order")
-    sums = np.zeros((by_item.ngroups, 2))
-    counts = np.zeros((by_item.ngroups, 2))
-    for index, (_, rows) in enumerate(by_item):
-        for column, flag in enumerate((True, False)):
-            chosen = rows[rows.hallucinated == flag].layer
-            sums[index, column], counts[index, column] = chosen.sum(), len(chosen)
+    sums, counts = _item_sums(mutated, "hallucinated", "first_mutation")
     groups, difference = clustered_rates(sums, counts, **bootstrap)
     assert difference is not None
     names = [
@@ -223,9 +226,8 @@ def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
         "mean first mutation layer | correct",
         "mean first mutation layer: hallucinated - correct",
     ]
-    return [
-        _row(n, ci, by_item.ngroups) for n, ci in zip(names, [*groups, difference], strict=True)
-    ]
+    found = zip(names, [*groups, difference], strict=True)
+    return [_row(name, ci, len(sums)) for name, ci in found]
 
 
 def _truth_ahead(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
