@@ -77,6 +77,19 @@ def _finish(store: Any, benchmark: str, line: str) -> None:
         print(f"  failed x{found['count']}: {kind} (e.g. {found['example']})")
 
 
+def _run_one(
+    args: argparse.Namespace, model: Any, items: Any, store: Any, settings: Any, shard: Any
+) -> None:
+    """Trace this rank's share into `store`; rank 0 merges once every rank is done."""
+    from mmlens.runs import run_items
+
+    summary = run_items(model, items, store, settings, shard, progress=not args.quiet)
+    shard.barrier()
+    if shard.rank == 0:
+        _finish(store, args.benchmark, summary.line())
+    shard.barrier()  # the merged tables exist for every rank (the skip sets read them)
+
+
 def _skip_sets(
     args: argparse.Namespace, out: Path, n_blocks: int, extra: dict[str, list[int]]
 ) -> dict[str, list[int]]:
@@ -103,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from mmlens.cli.options import load_model
-    from mmlens.runs import RunSettings, RunStore, Shard, run_items
+    from mmlens.runs import RunSettings, RunStore, Shard
     from mmlens.runs.runner import check_settings
 
     if args.limit is not None and args.limit < 1:
@@ -144,20 +157,13 @@ def _run(args: argparse.Namespace) -> int:
     for blocks in extra_sets.values():
         check_settings(model, replace(settings, skip_layers=tuple(blocks)))
     store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
-    runs = [(store, settings)]
-    while runs:
-        store, chosen = runs.pop(0)
-        summary = run_items(model, items, store, chosen, shard, progress=not args.quiet)
-        shard.barrier()
-        if shard.rank == 0:
-            _finish(store, args.benchmark, summary.line())
-        shard.barrier()
-        if store.out == Path(args.out) and (args.skips or args.skip):
-            for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
-                variant = replace(settings, skip_layers=tuple(blocks))
-                folder = store.out / "skips" / name
-                opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
-                runs.append((opened, variant))
+    _run_one(args, model, items, store, settings, shard)
+    if args.skips or args.skip:
+        for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
+            variant = replace(settings, skip_layers=tuple(blocks))
+            folder = store.out / "skips" / name
+            opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
+            _run_one(args, model, items, opened, variant, shard)
     shard.close()
     return 0
 
