@@ -90,6 +90,7 @@ def object_mentions(
     _check_items(items)
     if isinstance(judge, ObjectVocabulary):
         judge = VocabularyJudge(judge)
+    unplaced_before = judge.unplaced
     captions = items[(items.task == "generative") & (items.status == "ok")]
     per_token = _per_token(tokens[tokens.order.isin(captions.order)], params)
     rows = []
@@ -118,7 +119,7 @@ def object_mentions(
                 }
             )
     frame = _typed(pd.DataFrame(rows, columns=MENTION_COLUMNS))
-    frame.attrs["unplaced"] = judge.unplaced
+    frame.attrs["unplaced"] = judge.unplaced - unplaced_before
     frame.attrs["judge"] = judge.name
     return frame
 
