@@ -49,8 +49,10 @@ def residual_patching(
     *,
     hook: str = "resid_pre",
     groups: tuple[str, ...] = GROUPS,
+    positions: dict[str, list[int]] | None = None,
 ) -> pd.DataFrame:
-    """Patch the clean residual into the corrupted run per block and position group.
+    """Patch the clean residual into the corrupted run per block and position group: "image",
+    "text", "all", and any named `positions` (sequence indices, e.g. {"answer": [-1]}).
 
     Returns block, hook name, group, metric and normalised metric (one row per block x group).
     """
@@ -66,10 +68,21 @@ def residual_patching(
     )
     clean_score, corrupted_score = metric(clean_logits), metric(model(inputs=corrupted))
     span = clean_score - corrupted_score
+    chosen = {group: _positions(clean, group) for group in groups}
+    for group, indices in (positions or {}).items():
+        where = torch.as_tensor(indices, dtype=torch.long, device=clean.input_ids.device)
+        if (
+            where.numel() == 0
+            or not (-clean.n_positions <= where).all()
+            or not (where < clean.n_positions).all()
+        ):
+            raise ConfigError(
+                f"positions[{group!r}]={indices}: give indices within 0..{clean.n_positions - 1}."
+            )
+        chosen[group] = where % clean.n_positions
     rows = []
     for block, name in enumerate(names):
-        for group in groups:
-            where = _positions(clean, group)
+        for group, where in chosen.items():
 
             def patch(
                 activation: Tensor, hook: object, name: str = name, where: Tensor = where

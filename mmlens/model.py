@@ -14,21 +14,19 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 
 from mmlens.adapters.base import Adapter
-from mmlens.batching import batch_inputs
 from mmlens.cache import LVLMActivationCache
-from mmlens.errors import ConfigError, LayerIndexError, PromptError, TokenError
+from mmlens.errors import ConfigError, LayerIndexError, TokenError
 from mmlens.generation import greedy_decode_batch
-from mmlens.inputs import ImageLike, ModelInputs, load_image
+from mmlens.inputs import ModelInputs
 from mmlens.lens import LENSES, Lens
+from mmlens.preparing import Images, InputPreparation, Prompts
 from mmlens.recording import LayerRecorder, resid_hook_names
 from mmlens.skipping import skipped_blocks
+from mmlens.tl_surface import TransformerLensSurface, next_token_loss
 from mmlens.trace import Trace
 from mmlens.tracing import build_trace
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
-# One image (or None) and prompt, or one per batch row.
-Images = ImageLike | None | list[ImageLike | None]
-Prompts = str | list[str]
 
 
 @dataclass(frozen=True)
@@ -69,11 +67,14 @@ def build_bridge(adapter: Adapter) -> TransformerBridge:
     return bridge
 
 
-class HookedLVLM:
+class HookedLVLM(InputPreparation, TransformerLensSurface):
     """A vision-language model with TransformerLens hook names, caches and layer-wise tracing.
 
     Hook names are TransformerLens's (`blocks.{b}.hook_resid_post`, ...) plus `hook_pixel_values`,
     `hook_vision_out` and `hook_image_embeds`. Layer numbers elsewhere follow HF `hidden_states`.
+    Running methods take an image and a prompt, prepared `inputs`, or token ids as their first
+    argument (from `to_tokens`, which carry their image; plain ids run as text), as
+    TransformerLens's do.
     """
 
     def __init__(self, adapter: Adapter, name: str = "") -> None:
@@ -121,129 +122,31 @@ class HookedLVLM:
             )
         return int(layer)
 
-    # -- inputs --------------------------------------------------------------------------------
-    def prepare(
-        self,
-        image: Images,
-        prompt: Prompts,
-        *,
-        image_mode: str | None = None,
-        chat_template: bool = True,
-    ) -> ModelInputs:
-        """Build model inputs: chat template, pixel values and the image-token mask.
-
-        Lists of images and prompts (one image or None per prompt) give one left-padded batch
-        whose rows carry their own image masks and positions.
-
-        Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
-        `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
-        mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
-        """
-        if isinstance(prompt, list):
-            images = image if isinstance(image, list) else [image] * len(prompt)
-            if len(images) != len(prompt):
-                raise ConfigError(
-                    f"{len(images)} images for {len(prompt)} prompts: give one image (or None) "
-                    "per prompt."
-                )
-            rows = [
-                self.prepare(i, p, image_mode=image_mode, chat_template=chat_template)
-                for i, p in zip(images, prompt, strict=True)
-            ]
-            return batch_inputs(rows, self._pad_token_id())
-        if isinstance(image, list):
-            raise ConfigError("A list of images needs a list of prompts (one per image).")
-        adapter = self.adapter
-        mode = image_mode or adapter.image_modes[0]
-        if mode not in adapter.image_modes:
-            raise ConfigError(f"image_mode={mode!r}; choose one of {adapter.image_modes}.")
-        marks = prompt.count(adapter.image_token)
-        if image is None and marks:
-            raise PromptError(
-                f"The prompt contains {adapter.image_token!r} but no image was given; "
-                "pass an image or remove the token."
-            )
-        if marks > 1:
-            raise PromptError(
-                f"The prompt contains the image token {adapter.image_token!r} {marks} times; "
-                "mmlens feeds one image, so leave at most one (or none: the template adds it)."
-            )
-        text = (
-            adapter.chat_prompt(prompt, with_image=image is not None) if chat_template else prompt
-        )
-        if image is not None and adapter.image_token not in text:
-            raise PromptError(f"The prompt has no {adapter.image_token!r} token for the image.")
-        pil = None if image is None else adapter.prepare_image(load_image(image), mode)
-        encoded = adapter.encode(text, pil)
-        input_ids = encoded["input_ids"]
-        inputs = ModelInputs(
-            input_ids=input_ids,
-            attention_mask=encoded.get("attention_mask", torch.ones_like(input_ids)),
-            pixel_values=encoded.get("pixel_values"),
-            image_mask=input_ids == adapter.image_token_id,
-            text=text,
-        )
-        return inputs.to(self.device, self.dtype)
-
-    def _inputs(
-        self,
-        image: Images,
-        prompt: Prompts | None,
-        inputs: ModelInputs | None,
-        max_new_tokens: int = 0,
-    ) -> ModelInputs:
-        """Prepared inputs (given or built), checked to fit the context with the new tokens."""
-        if inputs is None:
-            if prompt is None:
-                raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
-            inputs = self.prepare(image, prompt)
-        self._check_context(inputs, max_new_tokens)
-        return inputs
-
-    def _pad_token_id(self) -> int:
-        """The id left padding uses (any id works: padding is masked out and never read)."""
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        return int(pad if pad is not None else 0)
-
-    def _check_context(self, inputs: ModelInputs, max_new_tokens: int) -> None:
-        """Refuse a generation that would run past the language model's context length."""
-        limit = getattr(self.adapter.text_config(), "max_position_embeddings", None)
-        length = int(inputs.input_ids.shape[1])
-        if limit is not None and length + max_new_tokens > limit:
-            raise PromptError(
-                f"The prompt is {length} tokens (image included) and max_new_tokens="
-                f"{max_new_tokens}: {length + max_new_tokens} is more than the model's context of "
-                f"{limit} tokens; shorten the prompt or lower max_new_tokens."
-            )
-
-    def to_single_token(self, word: str) -> int:
-        """Token id of `word`, which must be exactly one token (no BOS)."""
-        ids = self.tokenizer.encode(word, add_special_tokens=False)
-        if len(ids) != 1:
-            pieces = self.tokenizer.convert_ids_to_tokens(ids)
-            raise TokenError(
-                f"Rival {word!r} is not a single token: it splits into {pieces}. "
-                "Pass a word that is one token (try a leading space) or a token id."
-            )
-        return int(ids[0])
-
     # -- TransformerLens-style running ---------------------------------------------------------
     def __call__(
         self,
-        image: Images = None,
+        image: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
-    ) -> Float[Tensor, "batch pos d_vocab"]:
-        """Logits of one forward pass."""
+        return_type: str | None = "logits",
+    ) -> Any:
+        """One forward pass: logits, or with `return_type` "loss" the mean next-token loss over
+        text targets (image and padding positions are not predicted), "both" or None."""
+        if return_type not in ("logits", "loss", "both", None):
+            raise ConfigError(f"return_type={return_type!r}; use 'logits', 'loss', 'both' or None.")
         prepared = self._inputs(image, prompt, inputs)
-        return self.bridge(prepared.input_ids, **_extra_kwargs(prepared))
+        logits = self.bridge(prepared.input_ids, **_extra_kwargs(prepared))
+        if return_type == "logits":
+            return logits
+        if return_type is None:
+            return None
+        loss = next_token_loss(logits, prepared)
+        return loss if return_type == "loss" else (logits, loss)
 
     def run_with_cache(
         self,
-        image: Images = None,
+        image: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
@@ -251,14 +154,20 @@ class HookedLVLM:
     ) -> tuple[Float[Tensor, "batch pos d_vocab"], LVLMActivationCache]:
         """Forward pass caching activations (TransformerLens's `run_with_cache` keywords apply)."""
         prepared = self._inputs(image, prompt, inputs)
+        if kwargs.get("remove_batch_dim") and prepared.batch_size != 1:
+            raise ConfigError(
+                f"remove_batch_dim=True needs one row; these inputs have {prepared.batch_size}."
+            )
         logits, cache = self.bridge.run_with_cache(
             prepared.input_ids, **_extra_kwargs(prepared), **kwargs
         )
-        return logits, LVLMActivationCache(dict(cache.cache_dict), self.bridge, prepared)
+        return logits, LVLMActivationCache(
+            dict(cache.cache_dict), self.bridge, prepared, cache.has_batch_dim
+        )
 
     def run_with_hooks(
         self,
-        image: Images = None,
+        image: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
         inputs: ModelInputs | None = None,
@@ -271,9 +180,20 @@ class HookedLVLM:
             prepared.input_ids, fwd_hooks=list(fwd_hooks), **_extra_kwargs(prepared), **kwargs
         )
 
-    def hooks(self, fwd_hooks: Sequence[Hook] = ()) -> AbstractContextManager[Any]:
-        """Context manager that keeps hooks on for every forward inside it."""
-        return self.bridge.hooks(fwd_hooks=list(fwd_hooks))
+    def hooks(
+        self,
+        fwd_hooks: Sequence[Hook] = (),
+        bwd_hooks: Sequence[Hook] = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+    ) -> AbstractContextManager[Any]:
+        """Context manager that keeps hooks on for every forward inside it (TransformerLens's)."""
+        return self.bridge.hooks(
+            fwd_hooks=list(fwd_hooks),
+            bwd_hooks=list(bwd_hooks),
+            reset_hooks_end=reset_hooks_end,
+            clear_contexts=clear_contexts,
+        )
 
     # -- generation ----------------------------------------------------------------------------
     def generate(

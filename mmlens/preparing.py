@@ -1,0 +1,137 @@
+"""Model inputs from images and prompts (or token ids), checked against the model's context."""
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmlens.adapters.base import Adapter
+from mmlens.batching import batch_inputs
+from mmlens.errors import ConfigError, PromptError, TokenError
+from mmlens.inputs import ImageLike, ModelInputs, load_image
+from mmlens.tokens import ImageTokens, text_inputs
+
+# One image (or None) and prompt, or one per batch row.
+Images = ImageLike | None | list[ImageLike | None]
+Prompts = str | list[str]
+
+
+class InputPreparation:
+    """`prepare` and its checks; mixed into `HookedLVLM`."""
+
+    adapter: Adapter
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+
+    def prepare(
+        self,
+        image: Images,
+        prompt: Prompts,
+        *,
+        image_mode: str | None = None,
+        chat_template: bool = True,
+    ) -> ModelInputs:
+        """Build model inputs: chat template, pixel values and the image-token mask.
+
+        Lists of images and prompts (one image or None per prompt) give one left-padded batch
+        whose rows carry their own image masks and positions.
+
+        Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
+        `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
+        mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
+        """
+        if isinstance(prompt, list):
+            images = image if isinstance(image, list) else [image] * len(prompt)
+            if len(images) != len(prompt):
+                raise ConfigError(
+                    f"{len(images)} images for {len(prompt)} prompts: give one image (or None) "
+                    "per prompt."
+                )
+            rows = [
+                self.prepare(i, p, image_mode=image_mode, chat_template=chat_template)
+                for i, p in zip(images, prompt, strict=True)
+            ]
+            return batch_inputs(rows, self._pad_token_id())
+        if isinstance(image, list):
+            raise ConfigError("A list of images needs a list of prompts (one per image).")
+        adapter = self.adapter
+        mode = image_mode or adapter.image_modes[0]
+        if mode not in adapter.image_modes:
+            raise ConfigError(f"image_mode={mode!r}; choose one of {adapter.image_modes}.")
+        marks = prompt.count(adapter.image_token)
+        if image is None and marks:
+            raise PromptError(
+                f"The prompt contains {adapter.image_token!r} but no image was given; "
+                "pass an image or remove the token."
+            )
+        if marks > 1:
+            raise PromptError(
+                f"The prompt contains the image token {adapter.image_token!r} {marks} times; "
+                "mmlens feeds one image, so leave at most one (or none: the template adds it)."
+            )
+        text = (
+            adapter.chat_prompt(prompt, with_image=image is not None) if chat_template else prompt
+        )
+        if image is not None and adapter.image_token not in text:
+            raise PromptError(f"The prompt has no {adapter.image_token!r} token for the image.")
+        pil = None if image is None else adapter.prepare_image(load_image(image), mode)
+        encoded = adapter.encode(text, pil)
+        input_ids = encoded["input_ids"]
+        inputs = ModelInputs(
+            input_ids=input_ids,
+            attention_mask=encoded.get("attention_mask", torch.ones_like(input_ids)),
+            pixel_values=encoded.get("pixel_values"),
+            image_mask=input_ids == adapter.image_token_id,
+            text=text,
+        )
+        return inputs.to(self.device, self.dtype)
+
+    def _inputs(
+        self,
+        image: Images | Tensor,
+        prompt: Prompts | None,
+        inputs: ModelInputs | None,
+        max_new_tokens: int = 0,
+    ) -> ModelInputs:
+        """Prepared inputs (given, carried by tokens, or built), checked to fit the context."""
+        if isinstance(image, Tensor):  # token ids in TransformerLens's first argument
+            if prompt is not None or inputs is not None:
+                raise PromptError("Pass token ids alone: they already hold the prompt and image.")
+            inputs = image.inputs if isinstance(image, ImageTokens) else text_inputs(image)
+            inputs = inputs.to(self.device, self.dtype)
+        if inputs is None:
+            if prompt is None:
+                raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
+            inputs = self.prepare(image, prompt)
+        self._check_context(inputs, max_new_tokens)
+        return inputs
+
+    def _pad_token_id(self) -> int:
+        """The id left padding uses (any id works: padding is masked out and never read)."""
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    def _check_context(self, inputs: ModelInputs, max_new_tokens: int) -> None:
+        """Refuse a generation that would run past the language model's context length."""
+        limit = getattr(self.adapter.text_config(), "max_position_embeddings", None)
+        length = int(inputs.input_ids.shape[1])
+        if limit is not None and length + max_new_tokens > limit:
+            raise PromptError(
+                f"The prompt is {length} tokens (image included) and max_new_tokens="
+                f"{max_new_tokens}: {length + max_new_tokens} is more than the model's context of "
+                f"{limit} tokens; shorten the prompt or lower max_new_tokens."
+            )
+
+    def to_single_token(self, word: str) -> int:
+        """Token id of `word`, which must be exactly one token (no BOS)."""
+        ids = self.tokenizer.encode(word, add_special_tokens=False)
+        if len(ids) != 1:
+            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            raise TokenError(
+                f"Rival {word!r} is not a single token: it splits into {pieces}. "
+                "Pass a word that is one token (try a leading space) or a token id."
+            )
+        return int(ids[0])

@@ -1,0 +1,147 @@
+"""What a TransformerLens user reaches for on a model, on `HookedLVLM`: thin delegation to the
+bridge (cfg, weights, hooks) and tokens that carry their image (`mmlens.tokens`)."""
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mmlens.errors import ConfigError
+from mmlens.inputs import ImageLike, ModelInputs
+from mmlens.tokens import ImageTokens, text_inputs
+
+
+class TransformerLensSurface:
+    """TransformerLens's model attributes and token helpers; mixed into `HookedLVLM`."""
+
+    bridge: Any
+    tokenizer: Any
+    prepare: Callable[..., ModelInputs]  # from `preparing.InputPreparation`
+
+    # -- configuration and weights (TransformerLens names, the bridge's values) -----------------
+    @property
+    def cfg(self) -> Any:
+        """TransformerLens's config of the language model (`n_layers`, `d_model`, `n_heads`...)."""
+        return self.bridge.cfg
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        return self.bridge.W_U
+
+    @property
+    def b_U(self) -> Float[Tensor, " d_vocab"]:
+        return self.bridge.b_U
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.bridge.W_E
+
+    @property
+    def blocks(self) -> Any:
+        return self.bridge.blocks
+
+    def add_hook(
+        self,
+        name: str | Callable[[str], bool],
+        hook: Callable[..., Any],
+        dir: Literal["fwd", "bwd"] = "fwd",
+        is_permanent: bool = False,
+    ) -> None:
+        """Attach a hook that stays until `reset_hooks` (TransformerLens's `add_hook`)."""
+        self.bridge.add_hook(name, hook, dir=dir, is_permanent=is_permanent)
+
+    def reset_hooks(
+        self,
+        clear_contexts: bool = True,
+        direction: Literal["fwd", "bwd", "both"] = "both",
+        including_permanent: bool = False,
+    ) -> None:
+        """Remove hooks added with `add_hook` (TransformerLens's `reset_hooks`)."""
+        self.bridge.reset_hooks(
+            clear_contexts=clear_contexts,
+            direction=direction,
+            including_permanent=including_permanent,
+        )
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def to_tokens(
+        self,
+        input: str | list[str],
+        image: ImageLike | None | list[ImageLike | None] = None,
+        *,
+        chat_template: bool = True,
+        image_mode: str | None = None,
+    ) -> ImageTokens:
+        """Token ids [batch, pos] of a prompt (with the chat template and its image, as
+        `prepare` builds them) that carry their image: pass them to `run_with_cache`,
+        `run_with_hooks`, calling the model, or TransformerLens functions that do."""
+        inputs = self.prepare(image, input, chat_template=chat_template, image_mode=image_mode)
+        return ImageTokens.wrap(inputs)
+
+    def to_str_tokens(
+        self,
+        input: str | Tensor | ModelInputs,
+        image: ImageLike | None = None,
+        *,
+        name_patches: bool = True,
+    ) -> list[str]:
+        """Token strings of one sequence; image positions are named by their patch ("<image
+        r,c>": row and column in the image grid) unless `name_patches` is False."""
+        inputs = _as_inputs(self, input, image)
+        if inputs.batch_size != 1:
+            raise ConfigError(
+                f"to_str_tokens takes one sequence; these tokens have {inputs.batch_size} rows "
+                "(index a row first)."
+            )
+        pieces = self.tokenizer.convert_ids_to_tokens(inputs.input_ids[0].tolist())
+        if name_patches:
+            positions = torch.nonzero(inputs.image_mask[0]).flatten().tolist()
+            for position, name in zip(positions, patch_names(len(positions)), strict=True):
+                pieces[position] = name
+        return pieces
+
+    def to_string(self, tokens: Tensor | list[int]) -> str | list[str]:
+        """Decode token ids: one string for a 1-D input, one per row for [batch, pos]."""
+        if isinstance(tokens, Tensor) and tokens.dim() == 2:
+            return [self.tokenizer.decode(row.tolist()) for row in tokens]
+        ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
+        return self.tokenizer.decode(ids)
+
+
+def next_token_loss(
+    logits: Float[Tensor, "batch pos d_vocab"], inputs: ModelInputs
+) -> Float[Tensor, ""]:
+    """Mean cross-entropy of predicting each next token, over targets that are text (not image
+    tokens, not padding), as TransformerLens's `return_type="loss"` does for text."""
+    targets = inputs.input_ids[:, 1:]
+    keep = inputs.attention_mask[:, 1:].bool() & ~inputs.image_mask[:, 1:]
+    if not keep.any():
+        raise ConfigError("No text token follows another: there is nothing to predict a loss on.")
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return -(picked[keep]).mean()
+
+
+def patch_names(n_image: int) -> list[str]:
+    """Names of `n_image` image positions: "<image r,c>" over a square grid of patches, with
+    "<image cls>" first when the count is a square plus one (a kept CLS token); else numbered."""
+    side = math.isqrt(n_image)
+    if side * side == n_image:
+        return [f"<image {r},{c}>" for r in range(side) for c in range(side)]
+    side = math.isqrt(max(n_image - 1, 0))
+    if n_image > 1 and side * side == n_image - 1:
+        return ["<image cls>", *[f"<image {r},{c}>" for r in range(side) for c in range(side)]]
+    return [f"<image {i}>" for i in range(n_image)]
+
+
+def _as_inputs(model: Any, input: Any, image: ImageLike | None) -> ModelInputs:
+    if isinstance(input, ModelInputs):
+        return input
+    if isinstance(input, ImageTokens):
+        return input.inputs
+    if isinstance(input, Tensor):
+        return text_inputs(input)
+    return model.prepare(image, input)

@@ -1,0 +1,156 @@
+"""A TransformerLens user's calls on an mmlens model with images: attributes, tokens that carry
+their image, loss, hooks, the cache's parts per row, and `transformer_lens.patching` unmodified
+(equal to mmlens's patching and to a patch done by hand on the plain `transformers` model)."""
+
+import pytest
+import torch
+from _support import load_hf
+from torch.nn.functional import cross_entropy
+from transformer_lens import patching as tl_patching
+
+from mmlens.analyses.patching import residual_patching
+from mmlens.errors import ConfigError, PromptError
+from mmlens.tl_surface import patch_names
+from mmlens.tokens import ImageTokens
+from mmlens.zoo import shipped_models
+from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
+
+QUESTION = "what colour is the circle ?"
+
+
+@pytest.fixture(scope="module")
+def images():
+    red = draw_scene(Scene((SceneObject("circle", "red", "large", "middle"),)))
+    blue = draw_scene(Scene((SceneObject("circle", "blue", "large", "middle"),)))
+    return red, blue
+
+
+def test_attributes_are_the_bridges(shapes_model):
+    model = shapes_model
+    assert model.cfg.n_layers == model.n_blocks == len(model.blocks)
+    torch.testing.assert_close(model.W_U, model.adapter.unembed().weight.T)
+    assert model.W_E.shape == (model.d_vocab, model.d_model) and model.b_U.shape == (model.d_vocab,)
+
+
+def test_tokens_carry_their_image(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    tokens = model.to_tokens(QUESTION, image=red)
+    assert isinstance(tokens, ImageTokens) and tokens.inputs.pixel_values is not None
+    torch.testing.assert_close(model(tokens), model(red, QUESTION))
+    logits, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(logits, model(red, QUESTION))
+    assert type(tokens[:, :4]) is torch.Tensor  # a slice no longer fits its image
+    plain = model.to_tokens(QUESTION).as_subclass(torch.Tensor)  # plain ids run as text
+    torch.testing.assert_close(model(plain), model(None, QUESTION))
+    with pytest.raises(PromptError, match="token ids alone"):
+        model(tokens, QUESTION)
+    pieces = model.to_str_tokens(tokens)
+    assert pieces[3] == "<image 0,0>" and pieces[3 + 63] == "<image 7,7>" and pieces[-1] == ":"
+    assert "<image>" in model.to_str_tokens(tokens, name_patches=False)
+    assert model.to_string(plain[0]).startswith("<s> user")
+
+
+def test_patch_names_follow_the_grid():
+    assert patch_names(4) == ["<image 0,0>", "<image 0,1>", "<image 1,0>", "<image 1,1>"]
+    assert patch_names(577)[:2] == ["<image cls>", "<image 0,0>"]  # CLIP with its CLS kept
+    assert patch_names(577)[-1] == "<image 23,23>" and patch_names(3) == [
+        "<image 0>", "<image 1>", "<image 2>",
+    ]  # fmt: skip
+
+
+def test_loss_is_next_token_cross_entropy_on_text(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    tokens = model.to_tokens(QUESTION, image=red)
+    logits, loss = model(tokens, return_type="both")
+    ids, image = tokens.inputs.input_ids, tokens.inputs.image_mask
+    keep = ~image[0, 1:]
+    expected = cross_entropy(logits[0, :-1][keep], ids[0, 1:][keep])
+    torch.testing.assert_close(loss, expected)
+    assert model(tokens, return_type=None) is None
+    with pytest.raises(ConfigError, match="return_type"):
+        model(tokens, return_type="probs")
+
+
+def test_hooks_can_outlive_their_context(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    calls = []
+    hook = ("blocks.0.hook_resid_post", lambda act, hook: calls.append(1))
+    with model.hooks(fwd_hooks=[hook], reset_hooks_end=False):
+        model(red, QUESTION)
+    model(red, QUESTION)
+    assert len(calls) == 2
+    model.reset_hooks()
+    model.add_hook(*hook)
+    model(red, QUESTION)
+    model.reset_hooks()
+    model(red, QUESTION)
+    assert len(calls) == 3
+
+
+def test_cache_parts_per_row_and_without_batch_axis(shapes_model, images):
+    model, (red, blue) = shapes_model, images
+    prompts = ["what colour is it ?", QUESTION]
+    _, batch = model.run_with_cache([red, blue], prompts)
+    name = "blocks.2.hook_resid_post"
+    for row, (image, prompt) in enumerate(zip([red, blue], prompts, strict=True)):
+        _, alone = model.run_with_cache(image, prompt)
+        torch.testing.assert_close(
+            batch.image_part(name)[row], alone.image_part(name)[0], atol=1e-4, rtol=0
+        )
+        torch.testing.assert_close(
+            batch.text_part(name, row=row), alone.text_part(name)[0], atol=1e-4, rtol=0
+        )
+    with pytest.raises(ConfigError, match="row="):
+        batch.text_part(name)  # the prompts differ in length
+    _, flat = model.run_with_cache(red, QUESTION, remove_batch_dim=True)
+    _, kept = model.run_with_cache(red, QUESTION)
+    assert flat[name].dim() == 2 and not flat.has_batch_dim
+    torch.testing.assert_close(flat.image_part(name), kept.image_part(name)[0])
+    with pytest.raises(ConfigError, match="one row"):
+        model.run_with_cache([red, blue], prompts, remove_batch_dim=True)
+
+
+def test_transformer_lens_patching_runs_unmodified_with_images(shapes_model, images):
+    model, (red, blue) = shapes_model, images
+    clean, corrupted = model.to_tokens(QUESTION, image=red), model.to_tokens(QUESTION, image=blue)
+    good, bad = model.to_single_token("red"), model.to_single_token("blue")
+
+    def metric(logits):
+        return logits[0, -1, good] - logits[0, -1, bad]
+
+    _, clean_cache = model.run_with_cache(clean)
+    found = tl_patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
+    assert found.shape == (model.n_blocks, clean.shape[-1])
+    # the same cells through mmlens's own patching
+    cells = {"last": -1, "image 3,4": 3 + 3 * 8 + 4}
+    ours = residual_patching(
+        model,
+        clean.inputs,
+        corrupted.inputs,
+        lambda logits: float(metric(logits)),
+        groups=(),
+        positions={name: [position] for name, position in cells.items()},
+    )
+    for row in ours.itertuples():
+        assert found[row.block, cells[row.group]].item() == pytest.approx(row.metric, abs=1e-4)
+    # and by hand on the plain transformers model: replace block 5's input at the last position
+    hf = load_hf(shipped_models()["mmlens/shapes"])
+    kwargs = {k: v for k, v in clean.inputs.model_kwargs().items()}
+    with torch.no_grad():
+        clean_hidden = hf(**kwargs, output_hidden_states=True).hidden_states[5]
+    layer = hf.model.language_model.layers[5]
+
+    def swap(module, args, kwargs):
+        hidden = (args[0] if args else kwargs["hidden_states"]).clone()
+        hidden[:, -1] = clean_hidden[:, -1]
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    handle = layer.register_forward_pre_hook(swap, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            patched = hf(**corrupted.inputs.model_kwargs()).logits
+    finally:
+        handle.remove()
+    assert found[5, -1].item() == pytest.approx(metric(patched).item(), abs=1e-4)
