@@ -1,5 +1,5 @@
-"""Greedy decoding with the KV cache, one forward per new token for a whole batch, with a
-per-step callback."""
+"""Decoding with the KV cache (greedy, or sampled), one forward per new token for a whole batch,
+with a per-step callback."""
 
 import inspect
 from collections.abc import Callable, Collection
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from mmlens.batching import position_ids
 from mmlens.inputs import ModelInputs
+from mmlens.sampling import greedy
 
 StepCallback = Callable[[int, Float[Tensor, " d_vocab"], int], None]
 BatchStepCallback = Callable[[int, Float[Tensor, "batch d_vocab"], list[int], list[bool]], None]
@@ -37,13 +38,16 @@ def greedy_decode_batch(
     pad_token_id: int = 0,
     on_step: BatchStepCallback | None = None,
     progress: Any = None,
+    choose: Callable[[Tensor], list[int]] = greedy,
 ) -> list[list[int]]:
-    """Greedy generation for every row of a (left-padded) batch; returns each row's new ids.
+    """Generation for every row of a (left-padded) batch; returns each row's new ids.
 
-    Like `transformers`' `generate(do_sample=False)`: each row stops after its own end-of-sequence
-    token (it is then fed padding, which nothing reads) and positions continue from each row's own
-    length. `on_step(step, logits, tokens, active)` runs after each forward, while hooks that
-    captured it still hold its activations; `active[r]` says whether row r produced `tokens[r]`.
+    `choose` picks each step's tokens from the last logits (greedy by default, or a
+    `sampling.Sampler`). Like `transformers`' `generate`: each row stops after its own
+    end-of-sequence token (it is then fed padding, which nothing reads) and positions continue from
+    each row's own length. `on_step(step, logits, tokens, active)` runs after each forward, while
+    hooks that captured it still hold its activations; `active[r]` says whether row r produced
+    `tokens[r]`.
     """
     cache_name, prefill_kwargs = _forward_kwargs(model)
     attention_mask = inputs.attention_mask
@@ -57,7 +61,7 @@ def greedy_decode_batch(
     with torch.inference_mode():
         output = model(**inputs.model_kwargs(), use_cache=True, **prefill_kwargs)
         for step in range(max_new_tokens):
-            chosen = output.logits[:, -1].argmax(-1).tolist()
+            chosen = choose(output.logits[:, -1])
             if on_step is not None:
                 on_step(step, output.logits[:, -1], chosen, list(active))
             for row in range(rows):

@@ -21,6 +21,7 @@ from mmlens.inputs import ModelInputs
 from mmlens.lens import LENSES, Lens
 from mmlens.preparing import Images, InputPreparation, Prompts
 from mmlens.recording import LayerRecorder, resid_hook_names
+from mmlens.sampling import Sampler, greedy
 from mmlens.skipping import skipped_blocks
 from mmlens.tl_surface import TransformerLensSurface, next_token_loss
 from mmlens.trace import Trace
@@ -198,32 +199,63 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
     # -- generation ----------------------------------------------------------------------------
     def generate(
         self,
-        image: Images = None,
+        image: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
         max_new_tokens: int = 64,
         skip_layers: Iterable[int] | None = None,
         inputs: ModelInputs | None = None,
-    ) -> Generation | list[Generation]:
-        """Greedy generation with the KV cache; `skip_layers` (block indices) are not computed.
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        return_type: str = "generation",
+        verbose: bool = False,
+    ) -> Any:
+        """Generation with the KV cache; `skip_layers` (block indices) are not computed.
 
-        Lists of images and prompts (or batched `inputs`) give one Generation per row.
+        Greedy by default; `do_sample=True` samples as `transformers` does (temperature, top-k,
+        top-p), from `seed` if given, so a run repeats exactly. Lists of images and prompts (or
+        batched `inputs`, or tokens from `to_tokens`) give one result per row. `return_type`:
+        "generation" (`Generation`: new ids and text), or as TransformerLens: "str" (prompt and
+        continuation as text) or "tokens" (prompt and new ids, [batch, pos + new], rows that
+        stopped early padded).
         """
         _check_max_new_tokens(max_new_tokens)
+        if return_type not in ("generation", "str", "tokens"):
+            raise ConfigError(f"return_type={return_type!r}; use 'generation', 'str' or 'tokens'.")
+        if not do_sample and (temperature != 1.0 or top_k is not None or top_p is not None):
+            raise ConfigError("temperature, top_k and top_p need do_sample=True.")
+        choose = Sampler(temperature, top_k, top_p, seed) if do_sample else greedy
         prepared = self._inputs(image, prompt, inputs, max_new_tokens)
+        bar = tqdm(total=max_new_tokens, desc="generate", disable=not verbose)
         with skipped_blocks(self.adapter, skip_layers):
             ids = greedy_decode_batch(
                 self.adapter.hf_model,
                 prepared,
                 max_new_tokens,
-                self.adapter.eos_token_ids,
+                self.adapter.eos_token_ids if stop_at_eos else (),
                 self._pad_token_id(),
+                progress=bar,
+                choose=choose,
             )
+        bar.close()
+        batched = isinstance(prompt, list) or prepared.batch_size > 1
+        if return_type != "generation":
+            width = max(len(r) for r in ids)
+            new = [r + [self._pad_token_id()] * (width - len(r)) for r in ids]
+            full = torch.cat([prepared.input_ids.cpu(), torch.tensor(new, dtype=torch.long)], 1)
+            if return_type == "tokens":
+                return full
+            texts = [self.tokenizer.decode(row, skip_special_tokens=True) for row in full.tolist()]
+            return texts if batched else texts[0]
         skipped = tuple(sorted(set(skip_layers or ())))
         found = [
             Generation(r, self.tokenizer.decode(r, skip_special_tokens=True), skipped) for r in ids
         ]
-        return found if isinstance(prompt, list) or prepared.batch_size > 1 else found[0]
+        return found if batched else found[0]
 
     def trace(
         self,

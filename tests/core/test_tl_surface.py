@@ -154,3 +154,42 @@ def test_transformer_lens_patching_runs_unmodified_with_images(shapes_model, ima
     finally:
         handle.remove()
     assert found[5, -1].item() == pytest.approx(metric(patched).item(), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 1.5},
+        {"top_k": 5},
+        {"top_p": 0.8},
+        {"top_k": 10, "top_p": 0.9, "temperature": 0.7},
+    ],
+)
+def test_sampling_is_seeded_and_equals_transformers(shapes_model, images, settings):
+    model, (red, _) = shapes_model, images
+    prompt = "please describe this image in detail ."
+    mine = model.generate(red, prompt, max_new_tokens=20, do_sample=True, seed=7, **settings)
+    again = model.generate(red, prompt, max_new_tokens=20, do_sample=True, seed=7, **settings)
+    assert mine.token_ids == again.token_ids
+    hf = load_hf(shipped_models()["mmlens/shapes"])
+    inputs = model.prepare(red, prompt)
+    torch.manual_seed(7)
+    full = {"top_k": None, "top_p": None, **settings}
+    out = hf.generate(**inputs.model_kwargs(), do_sample=True, max_new_tokens=20, **full)
+    assert out[0, inputs.n_positions :].tolist() == mine.token_ids
+
+
+def test_generate_speaks_transformer_lens(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    prompt = "please describe this image in detail ."
+    greedy = model.generate(red, prompt, max_new_tokens=6)
+    text = model.generate(model.to_tokens(prompt, image=red), max_new_tokens=6, return_type="str")
+    assert text.endswith(greedy.text) and text.startswith("user :")
+    tokens = model.generate(red, prompt, max_new_tokens=6, return_type="tokens")
+    assert tokens[0, -len(greedy.token_ids) :].tolist() == greedy.token_ids
+    longer = model.generate(red, prompt, max_new_tokens=40, stop_at_eos=False)
+    assert len(longer.token_ids) == 40
+    with pytest.raises(ConfigError, match="do_sample"):
+        model.generate(red, prompt, temperature=0.5)
+    with pytest.raises(ConfigError, match="temperature"):
+        model.generate(red, prompt, do_sample=True, temperature=0.0)
