@@ -7,6 +7,7 @@ import torch
 from _support import load_hf
 from torch.nn.functional import cross_entropy
 from transformer_lens import patching as tl_patching
+from transformer_lens.ActivationCache import ActivationCache
 
 from mmlens.analyses.patching import residual_patching
 from mmlens.errors import ConfigError, PromptError
@@ -193,3 +194,28 @@ def test_generate_speaks_transformer_lens(shapes_model, images):
         model.generate(red, prompt, temperature=0.5)
     with pytest.raises(ConfigError, match="temperature"):
         model.generate(red, prompt, do_sample=True, temperature=0.0)
+
+
+def test_residual_decomposition_has_the_image_and_sums_to_the_residual(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    _, cache = model.run_with_cache(red, QUESTION)
+    image = cache.inputs.image_mask[0]
+    resid = cache["blocks.7.hook_resid_post"]
+    stack, labels = cache.decompose_resid(return_labels=True)
+    assert labels[:3] == ["embed", "image", "0_attn_out"]
+    torch.testing.assert_close(stack.sum(0), resid, atol=1e-4, rtol=0)
+    assert stack[1][:, ~image].abs().max() == 0 and stack[0][:, image].abs().max() == 0
+    # TransformerLens's own decomposition counts token embeddings where the image features are
+    plain = ActivationCache.decompose_resid(cache)
+    assert (plain.sum(0) - resid)[:, image].abs().max() > 1
+    full, names = cache.get_full_resid_decomposition(return_labels=True)
+    assert "image" in names and "bias" in names
+    torch.testing.assert_close(full.sum(0), resid, atol=1e-3, rtol=0)
+    # direct logit attribution, image tokens included: the normed parts sum to the final norm,
+    # and through its weight (not folded into W_U here) and the unembedding to the logits
+    normed = cache.decompose_resid(apply_ln=True, pos_slice=-1)
+    final = cache["ln_final.hook_normalized"][:, -1]
+    torch.testing.assert_close(normed.sum(0), final, atol=1e-4, rtol=0)
+    attribution = (normed * model.adapter.final_norm().weight) @ model.W_U
+    logits = model(red, QUESTION)[:, -1]
+    torch.testing.assert_close(attribution.sum(0) + model.b_U, logits, atol=1e-3, rtol=0)
