@@ -23,7 +23,7 @@ from mmlens.preparing import Images, InputPreparation, Prompts
 from mmlens.recording import LayerRecorder, resid_hook_names
 from mmlens.sampling import Sampler, greedy
 from mmlens.skipping import skipped_blocks
-from mmlens.tl_surface import TransformerLensSurface, next_token_loss
+from mmlens.tl_surface import TransformerLensSurface, named_hook, next_token_loss
 from mmlens.trace import Trace
 from mmlens.tracing import build_trace
 
@@ -178,7 +178,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         """Forward pass with temporary hooks, as TransformerLens's `run_with_hooks`."""
         prepared = self._inputs(image, prompt, inputs)
         return self.bridge.run_with_hooks(
-            prepared.input_ids, fwd_hooks=list(fwd_hooks), **_extra_kwargs(prepared), **kwargs
+            prepared.input_ids, fwd_hooks=_named(fwd_hooks), **_extra_kwargs(prepared), **kwargs
         )
 
     def hooks(
@@ -190,8 +190,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
     ) -> AbstractContextManager[Any]:
         """Context manager that keeps hooks on for every forward inside it (TransformerLens's)."""
         return self.bridge.hooks(
-            fwd_hooks=list(fwd_hooks),
-            bwd_hooks=list(bwd_hooks),
+            fwd_hooks=_named(fwd_hooks),
+            bwd_hooks=_named(bwd_hooks),
             reset_hooks_end=reset_hooks_end,
             clear_contexts=clear_contexts,
         )
@@ -348,6 +348,11 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
             for row, prompts_row in enumerate(prompts)
         ]
         return traces if batched else traces[0]
+
+
+def _named(hooks: Sequence[Hook]) -> list[Hook]:
+    """Hooks whose functions see `hook.name` as registered (see `tl_surface.NamedHook`)."""
+    return [(name, named_hook(name, function)) for name, function in hooks]
 
 
 def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:

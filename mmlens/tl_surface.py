@@ -51,7 +51,7 @@ class TransformerLensSurface:
         is_permanent: bool = False,
     ) -> None:
         """Attach a hook that stays until `reset_hooks` (TransformerLens's `add_hook`)."""
-        self.bridge.add_hook(name, hook, dir=dir, is_permanent=is_permanent)
+        self.bridge.add_hook(name, named_hook(name, hook), dir=dir, is_permanent=is_permanent)
 
     def reset_hooks(
         self,
@@ -123,6 +123,40 @@ def next_token_loss(
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return -(picked[keep]).mean()
+
+
+class NamedHook:
+    """The hook point a hook function receives, under the name the hook was registered with.
+
+    The bridge resolves an alias such as `blocks.1.hook_resid_post` to its own hook point
+    (`blocks.1.hook_out`), whose `name` is then the internal one; users (and TransformerLens
+    code that reads `hook.name` or `hook.layer()`) expect the name they asked for."""
+
+    def __init__(self, hook: Any, name: str) -> None:
+        self._hook = hook
+        self.name = name
+
+    def layer(self) -> int:
+        """The block index in the name, as TransformerLens's `HookPoint.layer`."""
+        parts = self.name.split(".")
+        if len(parts) < 2 or parts[0] != "blocks" or not parts[1].isdigit():
+            raise ValueError(f"Hook {self.name} is not inside a block.")
+        return int(parts[1])
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._hook, attribute)
+
+
+def named_hook(name: Any, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` called with a `NamedHook` carrying `name` (string names only; a name filter
+    leaves the bridge's names)."""
+    if not isinstance(name, str):
+        return function
+
+    def call(activation: Any, hook: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(activation, NamedHook(hook, name), *args, **kwargs)
+
+    return call
 
 
 def patch_names(n_image: int) -> list[str]:

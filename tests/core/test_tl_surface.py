@@ -88,6 +88,23 @@ def test_hooks_can_outlive_their_context(shapes_model, images):
     assert len(calls) == 3
 
 
+def test_hooks_see_the_name_they_were_registered_under(shapes_model, images):
+    model, (red, _) = shapes_model, images
+    seen = []
+    names = ["blocks.1.hook_resid_post", "blocks.0.hook_resid_pre", "hook_image_embeds"]
+    hooks = [(name, lambda act, hook: seen.append((hook.name, hook.layer()))) for name in names[:2]]
+    hooks.append((names[2], lambda act, hook: seen.append((hook.name, None))))
+    model.run_with_hooks(red, QUESTION, fwd_hooks=hooks)
+    assert sorted(seen, key=str) == sorted(
+        [
+            ("blocks.1.hook_resid_post", 1),
+            ("blocks.0.hook_resid_pre", 0),
+            ("hook_image_embeds", None),
+        ],
+        key=str,
+    )
+
+
 def test_cache_parts_per_row_and_without_batch_axis(shapes_model, images):
     model, (red, blue) = shapes_model, images
     prompts = ["what colour is it ?", QUESTION]
