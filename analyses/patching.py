@@ -3,10 +3,14 @@
 TransformerLens's conventions: the clean run's activation at hook `blocks.{b}.hook_{resid}` is
 written into the corrupted run at the chosen positions, and a metric of the patched logits is
 reported raw and normalised as (patched - corrupted) / (clean - corrupted), so 1 means the patch
-restores the clean behaviour and 0 means it does nothing. Positions are grouped by the image mask:
-image tokens, text tokens, or all.
+restores the clean behaviour and 0 means it does nothing. `residual_patching` groups positions by
+the image mask (image tokens, text tokens, all, or named positions), `head_patching` patches one
+attention head at a time, `region_patching` one region of the image's patch grid at a time.
+TransformerLens's own `transformer_lens.patching` functions also run on an mmlens model, given
+tokens from `model.to_tokens(prompt, image=...)`.
 """
 
+import math
 from collections.abc import Callable
 
 import pandas as pd
@@ -23,14 +27,125 @@ GROUPS = ("image", "text", "all")
 HOOKS = ("resid_pre", "resid_mid", "resid_post")
 
 
-def logit_difference(model: HookedLVLM, good: str, bad: str) -> Metric:
-    """Metric: last-position logit of single-token `good` minus that of `bad`."""
+def logit_difference(
+    model: HookedLVLM, good: str, bad: str, position: int = -1, row: int = 0
+) -> Metric:
+    """Metric: the logit of single-token `good` minus that of `bad`, at `position` of batch row
+    `row` (default: the last position of the first row)."""
     good_id, bad_id = model.to_single_token(good), model.to_single_token(bad)
 
     def metric(logits: Tensor) -> float:
-        return float(logits[0, -1, good_id] - logits[0, -1, bad_id])
+        return float(logits[row, position, good_id] - logits[row, position, bad_id])
 
     return metric
+
+
+def _check_pair(clean: ModelInputs, corrupted: ModelInputs) -> None:
+    if clean.input_ids.shape != corrupted.input_ids.shape or not torch.equal(
+        clean.image_mask, corrupted.image_mask
+    ):
+        raise ConfigError("Clean and corrupted inputs need the same length and image positions.")
+
+
+def _sweep(
+    model: HookedLVLM,
+    clean: ModelInputs,
+    corrupted: ModelInputs,
+    metric: Metric,
+    patches: list[tuple[dict, str, Callable[[Tensor, Tensor], Tensor]]],
+) -> pd.DataFrame:
+    """Run each patch (row labels, hook name, setter(corrupted activation, clean activation))
+    and report the metric raw and normalised."""
+    names = sorted({name for _, name, _ in patches})
+    clean_logits, cache = model.run_with_cache(inputs=clean, names_filter=lambda n: n in names)
+    clean_score, corrupted_score = metric(clean_logits), metric(model(inputs=corrupted))
+    span = clean_score - corrupted_score
+    rows = []
+    for labels, name, setter in patches:
+
+        def patch(activation: Tensor, hook: object, name: str = name, setter=setter) -> Tensor:
+            return setter(activation.clone(), cache[name].to(activation.dtype))
+
+        score = metric(model.run_with_hooks(inputs=corrupted, fwd_hooks=[(name, patch)]))
+        normalized = (score - corrupted_score) / span if span else float("nan")
+        rows.append({**labels, "hook": name, "metric": score, "normalized": normalized})
+    return pd.DataFrame(rows)
+
+
+def head_patching(
+    model: HookedLVLM,
+    clean: ModelInputs,
+    corrupted: ModelInputs,
+    metric: Metric,
+    *,
+    blocks: list[int] | None = None,
+) -> pd.DataFrame:
+    """Patch each attention head's output (`blocks.{b}.attn.hook_z`, every position) from the
+    clean run into the corrupted one. One row per (block, head)."""
+    _check_pair(clean, corrupted)
+    n_heads = int(model.cfg.n_heads)
+    patches = []
+    for block in blocks if blocks is not None else range(model.n_blocks):
+        if not 0 <= block < model.n_blocks:
+            raise ConfigError(f"block {block}: the model has blocks 0..{model.n_blocks - 1}.")
+        for head in range(n_heads):
+
+            def setter(act: Tensor, source: Tensor, head: int = head) -> Tensor:
+                act[:, :, head] = source[:, :, head]
+                return act
+
+            patches.append(({"block": block, "head": head}, f"blocks.{block}.attn.hook_z", setter))
+    return _sweep(model, clean, corrupted, metric, patches)
+
+
+def image_regions(inputs: ModelInputs, per_side: int = 2, row: int = 0) -> dict[str, Tensor]:
+    """Image positions of batch row `row` grouped into `per_side` x `per_side` regions of the
+    patch grid, named "r,c" (region row, column)."""
+    positions = torch.nonzero(inputs.image_mask[row]).flatten()
+    side = math.isqrt(len(positions))
+    if len(positions) == 0 or side * side != len(positions):
+        raise ConfigError(f"{len(positions)} image positions do not form a square patch grid.")
+    if not 1 <= per_side <= side:
+        raise ConfigError(f"per_side={per_side}: choose 1..{side} regions per side.")
+    cuts = [round(i * side / per_side) for i in range(per_side + 1)]
+    regions = {}
+    for r in range(per_side):
+        for c in range(per_side):
+            grid = [
+                y * side + x
+                for y in range(cuts[r], cuts[r + 1])
+                for x in range(cuts[c], cuts[c + 1])
+            ]
+            regions[f"{r},{c}"] = positions[grid]
+    return regions
+
+
+def region_patching(
+    model: HookedLVLM,
+    clean: ModelInputs,
+    corrupted: ModelInputs,
+    metric: Metric,
+    *,
+    per_side: int = 2,
+    hook: str = "resid_pre",
+) -> pd.DataFrame:
+    """Patch the clean run's residual (`hook` of each block) into the corrupted one at one image
+    region at a time (`image_regions`). One row per (block, region)."""
+    _check_pair(clean, corrupted)
+    if hook not in HOOKS:
+        raise ConfigError(f"hook={hook!r}; choose one of {HOOKS}")
+    regions = image_regions(clean, per_side)
+    patches = []
+    for block in range(model.n_blocks):
+        for region, where in regions.items():
+
+            def setter(act: Tensor, source: Tensor, where: Tensor = where) -> Tensor:
+                act[:, where] = source[:, where]
+                return act
+
+            labels = {"block": block, "region": region}
+            patches.append((labels, f"blocks.{block}.hook_{hook}", setter))
+    return _sweep(model, clean, corrupted, metric, patches)
 
 
 def _positions(inputs: ModelInputs, group: str) -> Tensor:
@@ -58,16 +173,7 @@ def residual_patching(
     """
     if hook not in HOOKS:
         raise ConfigError(f"hook={hook!r}; choose one of {HOOKS}")
-    if clean.input_ids.shape != corrupted.input_ids.shape or not torch.equal(
-        clean.image_mask, corrupted.image_mask
-    ):
-        raise ConfigError("Clean and corrupted inputs need the same length and image positions.")
-    names = [f"blocks.{b}.hook_{hook}" for b in range(model.n_blocks)]
-    clean_logits, cache = model.run_with_cache(
-        inputs=clean, names_filter=lambda name: name in names
-    )
-    clean_score, corrupted_score = metric(clean_logits), metric(model(inputs=corrupted))
-    span = clean_score - corrupted_score
+    _check_pair(clean, corrupted)
     chosen = {group: _positions(clean, group) for group in groups}
     for group, indices in (positions or {}).items():
         where = torch.as_tensor(indices, dtype=torch.long, device=clean.input_ids.device)
@@ -80,25 +186,15 @@ def residual_patching(
                 f"positions[{group!r}]={indices}: give indices within 0..{clean.n_positions - 1}."
             )
         chosen[group] = where % clean.n_positions
-    rows = []
-    for block, name in enumerate(names):
+    patches = []
+    for block in range(model.n_blocks):
         for group, where in chosen.items():
 
-            def patch(
-                activation: Tensor, hook: object, name: str = name, where: Tensor = where
-            ) -> Tensor:
-                activation = activation.clone()
-                activation[:, where] = cache[name][:, where].to(activation.dtype)
-                return activation
+            def setter(act: Tensor, source: Tensor, where: Tensor = where) -> Tensor:
+                act[:, where] = source[:, where]
+                return act
 
-            score = metric(model.run_with_hooks(inputs=corrupted, fwd_hooks=[(name, patch)]))
-            rows.append(
-                {
-                    "block": block,
-                    "hook": name,
-                    "group": group,
-                    "metric": score,
-                    "normalized": (score - corrupted_score) / span if span else float("nan"),
-                }
+            patches.append(
+                ({"block": block, "group": group}, f"blocks.{block}.hook_{hook}", setter)
             )
-    return pd.DataFrame(rows)
+    return _sweep(model, clean, corrupted, metric, patches)
