@@ -72,6 +72,22 @@ def _sweep(
     return pd.DataFrame(rows)
 
 
+def _position_patches(
+    model: HookedLVLM, hook: str, named: dict[str, Tensor], column: str
+) -> list[tuple[dict, str, Callable[[Tensor, Tensor], Tensor]]]:
+    """For every block, one patch per named set of positions of residual `hook`."""
+    patches = []
+    for block in range(model.n_blocks):
+        for label, where in named.items():
+
+            def setter(act: Tensor, source: Tensor, where: Tensor = where) -> Tensor:
+                act[:, where] = source[:, where]
+                return act
+
+            patches.append(({"block": block, column: label}, f"blocks.{block}.hook_{hook}", setter))
+    return patches
+
+
 def head_patching(
     model: HookedLVLM,
     clean: ModelInputs,
@@ -134,17 +150,7 @@ def region_patching(
     _check_pair(clean, corrupted)
     if hook not in HOOKS:
         raise ConfigError(f"hook={hook!r}; choose one of {HOOKS}")
-    regions = image_regions(clean, per_side)
-    patches = []
-    for block in range(model.n_blocks):
-        for region, where in regions.items():
-
-            def setter(act: Tensor, source: Tensor, where: Tensor = where) -> Tensor:
-                act[:, where] = source[:, where]
-                return act
-
-            labels = {"block": block, "region": region}
-            patches.append((labels, f"blocks.{block}.hook_{hook}", setter))
+    patches = _position_patches(model, hook, image_regions(clean, per_side), "region")
     return _sweep(model, clean, corrupted, metric, patches)
 
 
@@ -186,15 +192,5 @@ def residual_patching(
                 f"positions[{group!r}]={indices}: give indices within 0..{clean.n_positions - 1}."
             )
         chosen[group] = where % clean.n_positions
-    patches = []
-    for block in range(model.n_blocks):
-        for group, where in chosen.items():
-
-            def setter(act: Tensor, source: Tensor, where: Tensor = where) -> Tensor:
-                act[:, where] = source[:, where]
-                return act
-
-            patches.append(
-                ({"block": block, "group": group}, f"blocks.{block}.hook_{hook}", setter)
-            )
+    patches = _position_patches(model, hook, chosen, "group")
     return _sweep(model, clean, corrupted, metric, patches)

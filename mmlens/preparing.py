@@ -99,6 +99,13 @@ class InputPreparation:
             if prompt is not None or inputs is not None:
                 raise PromptError("Pass token ids alone: they already hold the prompt and image.")
             inputs = image.inputs if isinstance(image, ImageTokens) else text_inputs(image)
+            ids = inputs.input_ids
+            vocabulary = int(self.adapter.unembed().weight.shape[0])
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
+                raise TokenError(
+                    f"Token ids range {int(ids.min())}..{int(ids.max())}; the vocabulary is "
+                    f"0..{vocabulary - 1}."
+                )
             inputs = inputs.to(self.device, self.dtype)
         if inputs is None:
             if prompt is None:

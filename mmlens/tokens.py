@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmlens.errors import PromptError
 from mmlens.inputs import ModelInputs
 
 
@@ -48,8 +49,11 @@ def _plain(value: Any) -> Any:
 def text_inputs(tokens: Tensor) -> ModelInputs:
     """Inputs for plain token ids (text only, no padding), as TransformerLens runs them."""
     ids = tokens if tokens.dim() == 2 else tokens.unsqueeze(0)
-    if ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"Token ids must be an integer tensor; got {ids.dtype}.")
+    if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
+        raise PromptError(
+            f"Token ids must be an integer tensor [batch, pos] or [pos]; got {ids.dtype} with "
+            f"shape {tuple(tokens.shape)}."
+        )
     return ModelInputs(
         input_ids=ids.long(),
         attention_mask=torch.ones_like(ids, dtype=torch.long),

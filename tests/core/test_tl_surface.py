@@ -236,3 +236,14 @@ def test_residual_decomposition_has_the_image_and_sums_to_the_residual(shapes_mo
     attribution = (normed * model.adapter.final_norm().weight) @ model.W_U
     logits = model(red, QUESTION)[:, -1]
     torch.testing.assert_close(attribution.sum(0) + model.b_U, logits, atol=1e-3, rtol=0)
+
+
+def test_bad_token_ids_get_one_clear_error(shapes_model):
+    from mmlens.errors import TokenError
+
+    with pytest.raises(TokenError, match="vocabulary is 0..49"):
+        shapes_model(torch.tensor([[1, 99]]))
+    with pytest.raises(PromptError, match="integer tensor"):
+        shapes_model(torch.tensor([[1.5, 2.0]]))
+    with pytest.raises(PromptError, match="integer tensor"):
+        shapes_model(torch.ones((1, 2, 3), dtype=torch.long))
