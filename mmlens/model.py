@@ -220,12 +220,16 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         top-p), from `seed` if given, so a run repeats exactly. Lists of images and prompts (or
         batched `inputs`, or tokens from `to_tokens`) give one result per row. `return_type`:
         "generation" (`Generation`: new ids and text), or as TransformerLens: "str" (prompt and
-        continuation as text) or "tokens" (prompt and new ids, [batch, pos + new], rows that
-        stopped early padded).
+        continuation as text), "tokens" (prompt and new ids, [batch, pos + new], rows that
+        stopped early padded) or "input" (tokens for token input, else text).
         """
         _check_max_new_tokens(max_new_tokens)
+        if return_type == "input":  # TransformerLens: the type of what was passed in
+            return_type = "tokens" if isinstance(image, Tensor) else "str"
         if return_type not in ("generation", "str", "tokens"):
-            raise ConfigError(f"return_type={return_type!r}; use 'generation', 'str' or 'tokens'.")
+            raise ConfigError(
+                f"return_type={return_type!r}; use 'generation', 'str', 'tokens' or 'input'."
+            )
         if not do_sample and (temperature != 1.0 or top_k is not None or top_p is not None):
             raise ConfigError("temperature, top_k and top_p need do_sample=True.")
         choose = Sampler(temperature, top_k, top_p, seed) if do_sample else greedy

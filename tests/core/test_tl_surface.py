@@ -205,6 +205,11 @@ def test_generate_speaks_transformer_lens(shapes_model, images):
     assert text.endswith(greedy.text) and text.startswith("user :")
     tokens = model.generate(red, prompt, max_new_tokens=6, return_type="tokens")
     assert tokens[0, -len(greedy.token_ids) :].tolist() == greedy.token_ids
+    as_input = model.generate(
+        model.to_tokens(prompt, image=red), max_new_tokens=6, return_type="input"
+    )
+    assert torch.equal(as_input, tokens)
+    assert model.generate(red, prompt, max_new_tokens=6, return_type="input") == text
     longer = model.generate(red, prompt, max_new_tokens=40, stop_at_eos=False)
     assert len(longer.token_ids) == 40
     with pytest.raises(ConfigError, match="do_sample"):
