@@ -178,7 +178,10 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         """Forward pass with temporary hooks, as TransformerLens's `run_with_hooks`."""
         prepared = self._inputs(image, prompt, inputs)
         return self.bridge.run_with_hooks(
-            prepared.input_ids, fwd_hooks=_named(fwd_hooks), **_extra_kwargs(prepared), **kwargs
+            prepared.input_ids,
+            fwd_hooks=_named(fwd_hooks, self.hook_dict),
+            **_extra_kwargs(prepared),
+            **kwargs,
         )
 
     def hooks(
@@ -190,8 +193,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
     ) -> AbstractContextManager[Any]:
         """Context manager that keeps hooks on for every forward inside it (TransformerLens's)."""
         return self.bridge.hooks(
-            fwd_hooks=_named(fwd_hooks),
-            bwd_hooks=_named(bwd_hooks),
+            fwd_hooks=_named(fwd_hooks, self.hook_dict),
+            bwd_hooks=_named(bwd_hooks, self.hook_dict),
             reset_hooks_end=reset_hooks_end,
             clear_contexts=clear_contexts,
         )
@@ -354,9 +357,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         return traces if batched else traces[0]
 
 
-def _named(hooks: Sequence[Hook]) -> list[Hook]:
+def _named(hooks: Sequence[Hook], hook_dict: dict[str, Any]) -> list[Hook]:
     """Hooks whose functions see `hook.name` as registered (see `tl_surface.NamedHook`)."""
-    return [(name, named_hook(name, function)) for name, function in hooks]
+    return [(name, named_hook(name, function, hook_dict)) for name, function in hooks]
 
 
 def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:

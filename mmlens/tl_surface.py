@@ -51,7 +51,8 @@ class TransformerLensSurface:
         is_permanent: bool = False,
     ) -> None:
         """Attach a hook that stays until `reset_hooks` (TransformerLens's `add_hook`)."""
-        self.bridge.add_hook(name, named_hook(name, hook), dir=dir, is_permanent=is_permanent)
+        named = named_hook(name, hook, self.bridge.hook_dict)
+        self.bridge.add_hook(name, named, dir=dir, is_permanent=is_permanent)
 
     def reset_hooks(
         self,
@@ -147,14 +148,20 @@ class NamedHook:
         return getattr(self._hook, attribute)
 
 
-def named_hook(name: Any, function: Callable[..., Any]) -> Callable[..., Any]:
-    """`function` called with a `NamedHook` carrying `name` (string names only; a name filter
-    leaves the bridge's names)."""
+def named_hook(
+    name: Any, function: Callable[..., Any], hook_dict: dict[str, Any] | None = None
+) -> Callable[..., Any]:
+    """`function` called with a `NamedHook`: under `name`, or for a name filter under the first
+    name in `hook_dict` that the filter accepts for that hook point."""
+    names: dict[int, list[str]] = {}
     if not isinstance(name, str):
-        return function
+        for key, point in (hook_dict or {}).items():
+            if name(key):
+                names.setdefault(id(point), []).append(key)
 
     def call(activation: Any, hook: Any, *args: Any, **kwargs: Any) -> Any:
-        return function(activation, NamedHook(hook, name), *args, **kwargs)
+        shown = name if isinstance(name, str) else names.get(id(hook), [hook.name])[0]
+        return function(activation, NamedHook(hook, shown), *args, **kwargs)
 
     return call
 

@@ -105,6 +105,19 @@ def test_hooks_see_the_name_they_were_registered_under(shapes_model, images):
     )
 
 
+def test_a_name_filter_hook_sees_the_name_it_matched(shapes_model):
+    seen = []
+    model = shapes_model
+    model.run_with_hooks(
+        None,
+        QUESTION,
+        fwd_hooks=[
+            (lambda n: n.endswith("hook_resid_post"), lambda a, hook: seen.append(hook.name))
+        ],
+    )
+    assert seen == [f"blocks.{b}.hook_resid_post" for b in range(model.n_blocks)]
+
+
 def test_cache_parts_per_row_and_without_batch_axis(shapes_model, images):
     model, (red, blue) = shapes_model, images
     prompts = ["what colour is it ?", QUESTION]
