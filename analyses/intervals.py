@@ -47,6 +47,13 @@ def _check(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
+def _bounds(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval: the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles."""
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(samples, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_interval(
     values: Shaped[np.ndarray, " n"],
     statistic: Callable[[np.ndarray], np.ndarray] = lambda v: v.mean(axis=-1),
@@ -60,10 +67,8 @@ def bootstrap_interval(
     sample = _check(values, "values")
     rng = np.random.default_rng(seed)
     resamples = sample[rng.integers(0, sample.size, (n_resamples, sample.size))]
-    stats = statistic(resamples)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(stats, [tail, 1 - tail])
-    return Interval(float(statistic(sample)), float(low), float(high), confidence, (sample.size,))
+    low, high = _bounds(statistic(resamples), confidence)
+    return Interval(float(statistic(sample)), low, high, confidence, (sample.size,))
 
 
 def difference_interval(
@@ -79,11 +84,8 @@ def difference_interval(
     rng = np.random.default_rng(seed)
     means_a = a[rng.integers(0, a.size, (n_resamples, a.size))].mean(axis=1)
     means_b = b[rng.integers(0, b.size, (n_resamples, b.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means_a - means_b, [tail, 1 - tail])
-    return Interval(
-        float(a.mean() - b.mean()), float(low), float(high), confidence, (a.size, b.size)
-    )
+    low, high = _bounds(means_a - means_b, confidence)
+    return Interval(float(a.mean() - b.mean()), low, high, confidence, (a.size, b.size))
 
 
 def clustered_rates(
@@ -108,14 +110,12 @@ def clustered_rates(
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = (weights @ successes) / (weights @ totals)
         observed = successes.sum(0) / totals.sum(0)
-    tail = (1 - confidence) / 2
 
     def interval(samples: np.ndarray, estimate: float, n: tuple[int, ...]) -> Interval:
         finite = samples[np.isfinite(samples)]
         if not np.isfinite(estimate) or finite.size == 0:
             return Interval(float("nan"), float("nan"), float("nan"), confidence, n)
-        low, high = np.quantile(finite, [tail, 1 - tail])
-        return Interval(float(estimate), float(low), float(high), confidence, n)
+        return Interval(float(estimate), *_bounds(finite, confidence), confidence, n)
 
     sizes = [int(t) for t in totals.sum(0)]
     groups = [interval(rates[:, g], observed[g], (sizes[g],)) for g in range(totals.shape[1])]
