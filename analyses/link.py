@@ -43,14 +43,17 @@ def _check_items(items: pd.DataFrame) -> None:
 
 def _per_token(tokens: pd.DataFrame, params: StageParams) -> pd.DataFrame:
     """Stages and the layer-wise probabilities of every generated token, keyed by (order, step)."""
-    stages = frame_stages(tokens, params).set_index(["order", "step"])
     ordered = tokens.sort_values(["order", "step", "layer"])
-    grouped = ordered.groupby(["order", "step"], sort=True)
-    stages["token"] = grouped.token.first()
-    stages["prob"] = grouped.prob.agg(lambda v: v.to_numpy())
-    truth = np.exp(ordered.get("truth_logprob", pd.Series(np.nan, index=ordered.index)))
-    stages["truth_prob"] = truth.groupby([ordered.order, ordered.step]).agg(lambda v: v.to_numpy())
-    stages["layers"] = [np.sort(tokens.layer.unique())] * len(stages)
+    stages = frame_stages(ordered, params).set_index(["order", "step"])  # checks the layers
+    if stages.empty:
+        return stages.assign(token=[], prob=[], truth_prob=[], layers=[])
+    layers = np.sort(ordered.layer.unique())
+    shape = (-1, len(layers))
+    truth = ordered.get("truth_logprob", pd.Series(np.nan, index=ordered.index))
+    stages["token"] = ordered.token.to_numpy()[:: len(layers)]
+    stages["prob"] = list(ordered.prob.to_numpy().reshape(shape))
+    stages["truth_prob"] = list(np.exp(truth.to_numpy(dtype=float)).reshape(shape))
+    stages["layers"] = [layers] * len(stages)
     return stages
 
 
