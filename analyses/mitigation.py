@@ -54,18 +54,21 @@ def mitigation_table(
     runs = {"original": (original, []), **variants}
     ok = [set(items[items.status == "ok"].id) for (items, _), _ in runs.values()]
     shared = sorted(set.intersection(*ok)) if ok else []
-    base_items, base_tokens = original
+    base_items, _ = original
     base_text = base_items.set_index("id").output
-    base_mentions = object_mentions(base_items, base_tokens, judge)
     captions = base_items[base_items.id.isin(shared) & (base_items.task == "generative")]
     caption_ids = sorted(captions.id)
-    base_hal, base_words = _counts(base_mentions, caption_ids)
-    base_objects = _hallucinated(base_mentions)
+    mentions_of = {  # each run's captions judged once
+        name: object_mentions(items[items.id.isin(caption_ids)], tokens, judge)
+        for name, ((items, tokens), _) in runs.items()
+    }
+    base_hal, base_words = _counts(mentions_of["original"], caption_ids)
+    base_objects = _hallucinated(mentions_of["original"])
     rows = []
-    for name, ((items, tokens), blocks) in runs.items():
+    for name, ((items, _), blocks) in runs.items():
         mine = items[items.id.isin(shared)].set_index("id")
         texts = mine.output.reindex(shared)
-        mentions = object_mentions(items[items.id.isin(caption_ids)], tokens, judge)
+        mentions = mentions_of[name]
         hal, words = _counts(mentions, caption_ids)
         objects = _hallucinated(mentions)
         row: dict[str, Any] = {
