@@ -9,9 +9,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mmlens.errors import ConfigError
+from mmlens.errors import ConfigError, PromptError
 from mmlens.inputs import ImageLike, ModelInputs
-from mmlens.tokens import ImageTokens, text_inputs
+from mmlens.tokens import ImageTokens
 
 
 class TransformerLensSurface:
@@ -20,6 +20,7 @@ class TransformerLensSurface:
     bridge: Any
     tokenizer: Any
     prepare: Callable[..., ModelInputs]  # from `preparing.InputPreparation`
+    _inputs: Callable[..., ModelInputs]
 
     # -- configuration and weights (TransformerLens names, the bridge's values) -----------------
     @property
@@ -91,7 +92,14 @@ class TransformerLensSurface:
     ) -> list[str]:
         """Token strings of one sequence; image positions are named by their patch ("<image
         r,c>": row and column in the image grid) unless `name_patches` is False."""
-        inputs = _as_inputs(self, input, image)
+        if isinstance(input, Tensor) and image is not None:
+            raise PromptError("Token ids already hold their prompt and image; pass them alone.")
+        if isinstance(input, ModelInputs):
+            inputs = input
+        elif isinstance(input, Tensor):
+            inputs = self._inputs(input, None, None)  # the check every token input gets
+        else:
+            inputs = self._inputs(image, input, None)
         if inputs.batch_size != 1:
             raise ConfigError(
                 f"to_str_tokens takes one sequence; these tokens have {inputs.batch_size} rows "
@@ -176,13 +184,3 @@ def patch_names(n_image: int) -> list[str]:
     if n_image > 1 and side * side == n_image - 1:
         return ["<image cls>", *[f"<image {r},{c}>" for r in range(side) for c in range(side)]]
     return [f"<image {i}>" for i in range(n_image)]
-
-
-def _as_inputs(model: Any, input: Any, image: ImageLike | None) -> ModelInputs:
-    if isinstance(input, ModelInputs):
-        return input
-    if isinstance(input, ImageTokens):
-        return input.inputs
-    if isinstance(input, Tensor):
-        return text_inputs(input)
-    return model.prepare(image, input)

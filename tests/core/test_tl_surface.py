@@ -265,3 +265,7 @@ def test_bad_token_ids_get_one_clear_error(shapes_model):
         shapes_model(torch.tensor([[1.5, 2.0]]))
     with pytest.raises(PromptError, match="integer tensor"):
         shapes_model(torch.ones((1, 2, 3), dtype=torch.long))
+    with pytest.raises(TokenError, match="vocabulary is 0..49"):
+        shapes_model.to_str_tokens(torch.tensor([[1, 99]]))
+    with pytest.raises(PromptError, match="pass them alone"):
+        shapes_model.to_str_tokens(shapes_model.to_tokens(QUESTION), image="photo.png")
