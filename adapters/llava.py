@@ -21,6 +21,14 @@ def _original(module: nn.Module) -> nn.Module:
 CHAT_TEMPLATE = "USER: {prompt} ASSISTANT:"
 
 
+def image_chat(prompt: str, image_token: str = "<image>") -> str:
+    """`prompt` in LLaVA-1.5's template with the image first (unless the prompt places it), as
+    `LlavaAdapter.chat_prompt` builds it; the shipped models were trained on exactly this."""
+    if image_token not in prompt:
+        prompt = f"{image_token}\n{prompt}"
+    return CHAT_TEMPLATE.format(prompt=prompt)
+
+
 def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """LLaVA-1.5's `expand2square`: centre the image on a square canvas of `background`."""
     width, height = image.size
@@ -93,8 +101,8 @@ class LlavaAdapter(Adapter):
         return frozenset(ids)
 
     def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
-        if with_image and self.image_token not in prompt:
-            prompt = f"{self.image_token}\n{prompt}"
+        if with_image:
+            return image_chat(prompt, self.image_token)
         return CHAT_TEMPLATE.format(prompt=prompt)
 
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:

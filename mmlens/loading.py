@@ -7,7 +7,7 @@ import torch
 from mmlens.errors import CheckpointNotFoundError
 from mmlens.model import HookedLVLM
 from mmlens.registry import adapter_for
-from mmlens.zoo import shipped_models
+from mmlens.zoo import ASSEMBLED, assembled_checkpoint, shipped_models
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -15,6 +15,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     shipped = shipped_models()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
+    if str(name_or_path) in ASSEMBLED:
+        return assembled_checkpoint(str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path

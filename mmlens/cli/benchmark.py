@@ -1,4 +1,4 @@
-"""`mmlens benchmark shapes --out DIR`: write the built-in benchmark with exact ground truth."""
+"""`mmlens benchmark shapes|priors --out DIR`: write a built-in benchmark with exact truth."""
 
 import argparse
 from typing import Any
@@ -22,6 +22,21 @@ def _shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _priors(args: argparse.Namespace) -> int:
+    from mmlens.benchmarks.priors import read_priors, write_priors_benchmark
+    from mmlens.errors import ConfigError
+
+    if args.scenes < 2:
+        raise ConfigError(f"--scenes {args.scenes}: need at least 2.")
+    out = write_priors_benchmark(args.out, args.scenes, args.seed, force=args.force)
+    print(
+        f"Wrote the mmlens-priors benchmark to {out}: {len(read_priors(out))} caption queries "
+        f"(seed {args.seed}), half of the objects drawn against their prior colour. Run it with: "
+        f"mmlens run priors --data {out} --model mmlens/priors --out RUN"
+    )
+    return 0
+
+
 def add_commands(commands: Any) -> None:
     """Register `mmlens benchmark`."""
     bench = commands.add_parser("benchmark", help="write the built-in benchmark to a folder")
@@ -32,3 +47,9 @@ def add_commands(commands: Any) -> None:
     shapes.add_argument("--seed", type=int, default=20_000)
     shapes.add_argument("--force", action="store_true", help="replace an existing folder")
     shapes.set_defaults(run=_shapes)
+    priors = kinds.add_parser("priors", help="one drawn object per scene, for mmlens/priors")
+    priors.add_argument("--out", required=True, help="output folder")
+    priors.add_argument("--scenes", type=int, default=200, help="number of scenes (default 200)")
+    priors.add_argument("--seed", type=int, default=30_000)
+    priors.add_argument("--force", action="store_true", help="replace an existing folder")
+    priors.set_defaults(run=_priors)

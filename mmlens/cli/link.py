@@ -26,6 +26,13 @@ def _judge(spec: str | None, identity: dict[str, Any]) -> Any:
 
     if spec is None:
         data = identity.get("data")
+        if (
+            identity.get("benchmark") == "priors"
+            and data
+            and (Path(data) / "colours.json").is_file()
+        ):
+            spec = str(Path(data) / "colours.json")  # the benchmark judges colour words
+    if spec is None:
         if identity.get("benchmark") in ("amber", "shapes") and data and Path(data).is_dir():
             from mmlens.benchmarks.amber import AmberData
 

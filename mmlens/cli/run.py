@@ -16,18 +16,24 @@ from typing import Any
 from mmlens.cli.options import add_model_options, parse_block_sets, parse_blocks
 from mmlens.errors import ConfigError
 
+BUILT_IN = ("shapes", "priors")  # written by `mmlens benchmark`, images inside the folder
+
 
 def _items(args: argparse.Namespace) -> Any:
     from mmlens.benchmarks import ItemSet
 
     data = Path(args.data)
     images = args.images
-    if args.benchmark != "shapes" and images is None:
+    if args.benchmark not in BUILT_IN and images is None:
         raise ConfigError(f"mmlens run {args.benchmark} needs --images (the benchmark's images).")
     if args.benchmark == "shapes":
         from mmlens.benchmarks import read_shapes
 
         found = read_shapes(data)
+    elif args.benchmark == "priors":
+        from mmlens.benchmarks.priors import read_priors
+
+        found = read_priors(data)
     elif args.benchmark == "amber":
         from mmlens.benchmarks import read_amber
 
@@ -171,14 +177,14 @@ def _run(args: argparse.Namespace) -> int:
 def add_commands(commands: Any) -> None:
     """Register `mmlens run`."""
     run = commands.add_parser("run", help="trace a model over a benchmark (resumable, sharded)")
-    run.add_argument("benchmark", choices=["amber", "pope", "coco", "shapes"])
+    run.add_argument("benchmark", choices=["amber", "pope", "coco", *BUILT_IN])
     run.add_argument(
         "--data",
         required=True,
         help="amber: AMBER's data folder; pope: a question file; coco: the annotations folder; "
-        "shapes: a folder from `mmlens benchmark shapes`",
+        "shapes, priors: a folder from `mmlens benchmark shapes|priors`",
     )
-    run.add_argument("--images", help="the benchmark's images (shapes: inside --data)")
+    run.add_argument("--images", help="the benchmark's images (shapes, priors: inside --data)")
     run.add_argument("--limit", type=int, help="only the first N items (raise it to extend a run)")
     run.add_argument("--out", required=True, help="run folder (rerun the command to resume)")
     add_model_options(run)

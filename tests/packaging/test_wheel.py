@@ -61,6 +61,10 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path):
         "shapes = shipped_models()['mmlens/shapes'];"
         "assert (shapes / 'model.safetensors').is_file() and (shapes / 'tokenizer.json').is_file();"
         "assert str(shapes).startswith(mmlens.__file__.rsplit('/', 2)[0]);"
+        "from mmlens.zoo.priors.assemble import TRAINED_FILE;"
+        "assert TRAINED_FILE.is_file();"
+        "assert str(TRAINED_FILE).startswith(mmlens.__file__.rsplit('/', 2)[0]);"
+        "import mmlens.zoo.priors.train, mmlens.benchmarks.priors;"
         "print(mmlens.__file__, mmlens.adapters.__file__)"
     )
     out = subprocess.run(

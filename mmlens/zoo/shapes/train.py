@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import LlavaProcessor
 
-from mmlens.adapters.llava import CHAT_TEMPLATE
+from mmlens.adapters.llava import image_chat
 from mmlens.zoo.shapes.scenes import draw_scene, random_scene
 from mmlens.zoo.shapes.text import Example, random_example, vocabulary
 from mmlens.zoo.tiny import TinyLlavaSpec, build_llava, build_tokenizer
@@ -39,16 +39,11 @@ SHAPES_SPEC = TinyLlavaSpec(
 )
 
 
-def chat(prompt: str) -> str:
-    """LLaVA-1.5's template, as `HookedLVLM.prepare` builds it."""
-    return CHAT_TEMPLATE.format(prompt=f"<image>\n{prompt}")
-
-
 def make_batch(
     processor: LlavaProcessor, examples: list[Example], images: list[Image.Image]
 ) -> dict[str, Tensor]:
     """Inputs with labels on the answer and `</s>` only (prompt and padding are -100)."""
-    texts = [f"{chat(e.prompt)} {e.answer} </s>" for e in examples]
+    texts = [f"{image_chat(e.prompt)} {e.answer} </s>" for e in examples]
     batch = processor(images=images, text=texts, return_tensors="pt", padding=True)
     labels = batch["input_ids"].clone()
     assistant = processor.tokenizer.convert_tokens_to_ids("assistant")
