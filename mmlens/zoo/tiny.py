@@ -7,6 +7,7 @@ saved with `save_pretrained` (safetensors) and load offline with `transformers` 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -130,19 +131,29 @@ def build_llava(
     torch.manual_seed(spec.seed)
     model = LlavaForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": spec.image_size},
-        crop_size={"height": spec.image_size, "width": spec.image_size},
+    processor = llava_processor(
+        tokenizer, spec.image_size, spec.patch_size, spec.vision_feature_select_strategy
     )
-    processor = LlavaProcessor(
+    return model, processor
+
+
+def llava_processor(
+    tokenizer: Any, image_size: int, patch_size: int, strategy: str = "default"
+) -> LlavaProcessor:
+    """LLaVA's processor for square `image_size` images (CLIP's normalisation) over `tokenizer`,
+    whose image token is `<image>`."""
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=spec.patch_size,
-        vision_feature_select_strategy=spec.vision_feature_select_strategy,
+        patch_size=patch_size,
+        vision_feature_select_strategy=strategy,
         image_token="<image>",
         num_additional_image_tokens=1,
     )
-    return model, processor
 
 
 def build_tiny_llava(path: str | Path, spec: TinyLlavaSpec = DEFAULT_SPEC) -> Path:

@@ -13,12 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformers import (
-    CLIPImageProcessor,
     CLIPVisionConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
 )
+
+from mmlens.zoo.tiny import llava_processor
 
 IMAGE_TOKEN = "<image>"
 END_TOKEN = "<|im_end|>"
@@ -59,18 +60,7 @@ def build_processor(tokenizer: Any, spec: VisionSpec = SPEC) -> LlavaProcessor:
             "this transformers version adds special tokens to SmolLM2's text; "
             "mmlens/priors was trained without (transformers 5.24)"
         )
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": spec.image_size},
-        crop_size={"height": spec.image_size, "width": spec.image_size},
-    )
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=spec.patch_size,
-        vision_feature_select_strategy="default",
-        image_token=IMAGE_TOKEN,
-        num_additional_image_tokens=1,
-    )
+    return llava_processor(tokenizer, spec.image_size, spec.patch_size)
 
 
 def build_model(

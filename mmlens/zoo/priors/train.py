@@ -135,6 +135,16 @@ def _schedule(steps: int) -> Any:
     return factor
 
 
+def _update(loss: Tensor, optimizer: Any, scheduler: Any, params: list[Tensor]) -> float:
+    """One optimiser step on `loss` (gradients clipped to norm 1); returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
 class Checkpoints:
     """The latest state of one stage in `work/STAGE.pt` (weights-only torch files, written
     atomically), so an interrupted run resumes where it stopped."""
@@ -210,12 +220,7 @@ def pretrain_vision(
             loss = nn.functional.cross_entropy(
                 objects.flatten(0, 1), targets[..., 0].flatten()
             ) + nn.functional.cross_entropy(colours.flatten(0, 1), targets[..., 1].flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        return loss.item()
+        return _update(loss, optimizer, scheduler, params)
 
     modules = {"tower": tower, "probe": probe, "optimizer": optimizer, "scheduler": scheduler}
     _run_stage("vision", settings.vision_steps, settings.checkpoint_every, modules, work, step_fn)
@@ -247,12 +252,7 @@ def align(
         batch = {k: v.to(device) for k, v in example_batch(processor, examples, images).items()}
         with torch.enable_grad():
             loss = answer_loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        scheduler.step()
-        return loss.item()
+        return _update(loss, optimizer, scheduler, trainable)
 
     modules = {
         "tower": tower,
