@@ -15,7 +15,6 @@ Only the trained parts are written (`--out`, default the package's `trained.safe
 """
 
 import argparse
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from mmlens.zoo.priors.build import IMAGE_TOKEN, SPEC, build_model, build_proces
 from mmlens.zoo.priors.language_model import load_language_model
 from mmlens.zoo.priors.scenes import COLOURS, DRAWERS, Scene, draw_scene, random_scene
 from mmlens.zoo.priors.text import Example, random_example
+from mmlens.zoo.schedule import warmup_cosine
 
 NAMES = tuple(DRAWERS)
 SLOTS = ("left", "middle", "right")
@@ -123,18 +123,6 @@ def answer_loss(model: LlavaForConditionalGeneration, batch: dict[str, Tensor]) 
     return nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
-def _schedule(steps: int) -> Any:
-    warmup = max(1, steps // 20)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def _update(loss: Tensor, optimizer: Any, scheduler: Any, params: list[Tensor]) -> float:
     """One optimiser step on `loss` (gradients clipped to norm 1); returns the loss."""
     optimizer.zero_grad(set_to_none=True)
@@ -206,7 +194,7 @@ def pretrain_vision(
     tower = model.model.vision_tower
     params = [*tower.parameters(), *probe.parameters()]
     optimizer = torch.optim.AdamW(params, lr=settings.vision_lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings.vision_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(settings.vision_steps))
 
     def step_fn(step: int) -> float:
         rng = random.Random(f"{settings.seed}-vision-{step}")
@@ -242,7 +230,7 @@ def align(
         ],
         weight_decay=0.01,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(settings.steps))
     trainable = [*tower.parameters(), *projector.parameters()]
 
     def step_fn(step: int) -> float:

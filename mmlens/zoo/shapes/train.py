@@ -8,7 +8,6 @@ are captions, half one-word questions; the loss covers the answer tokens only.
 """
 
 import argparse
-import math
 import random
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import Tensor
 from transformers import LlavaProcessor
 
 from mmlens.adapters.llava import image_chat
+from mmlens.zoo.schedule import warmup_cosine
 from mmlens.zoo.shapes.scenes import draw_scene, random_scene
 from mmlens.zoo.shapes.text import Example, random_example, vocabulary
 from mmlens.zoo.tiny import TinyLlavaSpec, build_llava, build_tokenizer
@@ -70,15 +70,7 @@ def train(out: Path, steps: int, batch_size: int, lr: float, seed: int, threads:
     processor.tokenizer.padding_side = "right"
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
     start, running = time.time(), 0.0
     for step in range(steps):
         with torch.enable_grad():  # callers (e.g. the tests) may have switched it off
