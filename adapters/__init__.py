@@ -6,7 +6,22 @@ Adding a family is a new module here plus one line in `ADAPTERS` (or an entry po
 
 from mmlens.adapters.base import Adapter
 from mmlens.adapters.llava import LlavaAdapter
+from mmlens.adapters.llava_next import LlavaNextAdapter
+from mmlens.adapters.llava_original import LlavaOriginalAdapter
+from mmlens.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (LlavaAdapter,)
+ADAPTERS: tuple[type[Adapter], ...] = (
+    LlavaAdapter,
+    LlavaOriginalAdapter,
+    LlavaNextAdapter,
+    Qwen2_5_VLAdapter,
+)
 
-__all__ = ["ADAPTERS", "Adapter", "LlavaAdapter"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "LlavaAdapter",
+    "LlavaNextAdapter",
+    "LlavaOriginalAdapter",
+    "Qwen2_5_VLAdapter",
+]

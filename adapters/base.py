@@ -1,13 +1,17 @@
 """What a model family provides to `HookedLVLM`: loading, prompts, images and module paths."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
+
+from mmlens.batching import cat_pixel_values, position_ids
+from mmlens.errors import CheckpointNotFoundError, ConfigError
+from mmlens.inputs import ModelInputs
 
 
 class Adapter(ABC):
@@ -17,10 +21,15 @@ class Adapter(ABC):
     architectures: ClassVar[tuple[str, ...]] = ()
     #: Name of TransformerLens's architecture adapter that builds the `TransformerBridge`.
     bridge_architecture: ClassVar[str] = ""
+    #: A TransformerLens `ArchitectureAdapter` class to register under `bridge_architecture`
+    #: first, where TransformerLens's own needs adjusting; None uses the registered one.
+    bridge_adapter: ClassVar[type | None] = None
     #: mmlens multimodal hook names -> the bridge hook they alias.
     hook_aliases: ClassVar[Mapping[str, str]] = {}
     #: Image preprocessing modes this family offers; the first one is the default.
     image_modes: ClassVar[tuple[str, ...]] = ("processor",)
+    #: Keyword options `mmlens.load(..., **options)` passes on to `from_directory`.
+    load_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, hf_model: nn.Module, processor: Any) -> None:
         self.hf_model = hf_model
@@ -28,8 +37,20 @@ class Adapter(ABC):
 
     @classmethod
     @abstractmethod
-    def from_directory(cls, path: Path, *, device: str, dtype: torch.dtype) -> "Adapter":
-        """Load model and processor from a local checkpoint directory, offline, from safetensors."""
+    def from_directory(
+        cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
+    ) -> "Adapter":
+        """Load model and processor from a local checkpoint directory, offline, from safetensors
+        (`options` are the adapter's `load_options`)."""
+
+    @classmethod
+    def convert(cls, path: Path, out: Path, **options: Any) -> Path:
+        """Write the checkpoint at `path` to `out` in Hugging Face format, for families stored in
+        another layout; the others are already in it."""
+        raise ConfigError(
+            f"{path} is already a Hugging Face checkpoint ({', '.join(cls.architectures)}); "
+            "load it directly, there is nothing to convert."
+        )
 
     @property
     @abstractmethod
@@ -42,9 +63,15 @@ class Adapter(ABC):
         """Token id of the image placeholder after expansion (one per image feature)."""
 
     @property
-    @abstractmethod
     def eos_token_ids(self) -> frozenset[int]:
-        """Token ids that end a generation."""
+        """Token ids that end a generation: the generation config's and the tokenizer's."""
+        ids: set[int] = set()
+        configured = getattr(self.hf_model.generation_config, "eos_token_id", None)
+        if configured is not None:
+            ids.update([configured] if isinstance(configured, int) else configured)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return frozenset(ids)
 
     @property
     @abstractmethod
@@ -63,25 +90,57 @@ class Adapter(ABC):
     def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
         """Tokenize a templated prompt (expanding image tokens) and process the image.
 
-        Returns `input_ids`, `attention_mask` and, with an image, `pixel_values`.
+        Returns `input_ids`, `attention_mask` and, with an image, `pixel_values` and any
+        per-image tensors the forward also takes (e.g. `image_sizes`).
         """
 
-    @abstractmethod
+    def stack_pixel_values(self, pixels: Sequence[Tensor]) -> Tensor:
+        """One batch's pixel values from its rows' (the rows with an image)."""
+        return cat_pixel_values(pixels)
+
+    def position_ids(self, inputs: ModelInputs) -> Tensor | None:
+        """Position ids for the forward: None where Hugging Face's default (0, 1, ...) is right,
+        else counted over each row's real tokens (left padding)."""
+        if bool(inputs.attention_mask.all()):
+            return None
+        return position_ids(inputs.attention_mask)
+
+    # Module paths. Every family so far keeps Hugging Face's transformers-5 layout for its
+    # language model (`model.language_model` with `layers` and `norm`, and `lm_head`); a family
+    # laid out differently overrides these.
+    def _language_model(self) -> nn.Module:
+        return self.hf_model.model.language_model
+
     def decoder_layers(self) -> nn.ModuleList:
         """The language model's list of decoder blocks (as the bridge sees them)."""
+        return self._language_model().layers
 
-    @abstractmethod
     def set_decoder_layers(self, layers: nn.ModuleList) -> None:
         """Replace the language model's list of decoder blocks."""
+        self._language_model().layers = layers
 
-    @abstractmethod
     def text_config(self) -> Any:
         """The language model's config object (read by the HF forward at run time)."""
+        return self._language_model().config
 
-    @abstractmethod
     def final_norm(self) -> nn.Module:
         """The original (un-hooked) final norm of the language model."""
+        return original_module(self._language_model().norm)
 
-    @abstractmethod
     def unembed(self) -> nn.Module:
         """The original (un-hooked) unembedding, residual -> logits."""
+        return original_module(self.hf_model.lm_head)
+
+
+def original_module(module: nn.Module) -> nn.Module:
+    """The HF module a TransformerLens bridge component wraps (or the module itself)."""
+    return getattr(module, "original_component", None) or module
+
+
+def require_safetensors(path: Path) -> None:
+    """Refuse a checkpoint folder without safetensors weights (mmlens never unpickles)."""
+    if not any(path.glob("*.safetensors")):
+        raise CheckpointNotFoundError(
+            f"{path} has no *.safetensors weights; mmlens loads safetensors only "
+            "(convert the checkpoint with `save_pretrained(..., safe_serialization=True)`)."
+        )

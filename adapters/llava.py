@@ -5,17 +5,11 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from torch import Tensor
+from transformers import AutoProcessor, LlavaForConditionalGeneration, PreTrainedModel
 
-from mmlens.adapters.base import Adapter
+from mmlens.adapters.base import Adapter, require_safetensors
 from mmlens.errors import CheckpointNotFoundError
-
-
-def _original(module: nn.Module) -> nn.Module:
-    """The HF module a TransformerLens bridge component wraps (or the module itself)."""
-    return getattr(module, "original_component", None) or module
-
 
 #: LLaVA-1.5's conversation template; the image token goes inside `prompt`.
 CHAT_TEMPLATE = "USER: {prompt} ASSISTANT:"
@@ -55,15 +49,15 @@ class LlavaAdapter(Adapter):
     #: "pad" is LLaVA-1.5's own preprocessing (pad to square with the mean colour, then resize),
     #: used in training and by the paper; "processor" is the HF processor alone (centre crop).
     image_modes: ClassVar[tuple[str, ...]] = ("pad", "processor")
+    #: The `transformers` class that loads the checkpoint.
+    model_class: ClassVar[type[PreTrainedModel]] = LlavaForConditionalGeneration
 
     @classmethod
-    def from_directory(cls, path: Path, *, device: str, dtype: torch.dtype) -> "LlavaAdapter":
-        if not any(path.glob("*.safetensors")):
-            raise CheckpointNotFoundError(
-                f"{path} has no *.safetensors weights; mmlens loads safetensors only "
-                "(convert the checkpoint with `save_pretrained(..., safe_serialization=True)`)."
-            )
-        model = LlavaForConditionalGeneration.from_pretrained(
+    def from_directory(
+        cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
+    ) -> "LlavaAdapter":
+        require_safetensors(path)
+        model = cls.model_class.from_pretrained(
             path,
             dtype=dtype,
             local_files_only=True,
@@ -90,16 +84,6 @@ class LlavaAdapter(Adapter):
     def image_token_id(self) -> int:
         return int(self.hf_model.config.image_token_id)
 
-    @property
-    def eos_token_ids(self) -> frozenset[int]:
-        ids: set[int] = set()
-        configured = self.hf_model.generation_config.eos_token_id
-        if configured is not None:
-            ids.update([configured] if isinstance(configured, int) else configured)
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        return frozenset(ids)
-
     def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
         if with_image:
             return image_chat(prompt, self.image_token)
@@ -117,21 +101,3 @@ class LlavaAdapter(Adapter):
         else:
             encoded = self.processor(images=image, text=text, return_tensors="pt")
         return {key: value for key, value in encoded.items()}
-
-    def _language_model(self) -> nn.Module:
-        return self.hf_model.model.language_model
-
-    def decoder_layers(self) -> nn.ModuleList:
-        return self._language_model().layers
-
-    def set_decoder_layers(self, layers: nn.ModuleList) -> None:
-        self._language_model().layers = layers
-
-    def text_config(self) -> Any:
-        return self._language_model().config
-
-    def final_norm(self) -> nn.Module:
-        return _original(self._language_model().norm)
-
-    def unembed(self) -> nn.Module:
-        return _original(self.hf_model.lm_head)

@@ -5,7 +5,8 @@ token is predicted at the last position. Each row's positions count from its fir
 so a padded row computes what it computes alone (up to float rounding).
 """
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Int
@@ -20,8 +21,26 @@ def position_ids(attention_mask: Int[Tensor, "batch pos"]) -> Int[Tensor, "batch
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def batch_inputs(rows: Sequence[ModelInputs], pad_token_id: int) -> ModelInputs:
-    """One left-padded batch from single-row inputs (pixel values of the rows with images)."""
+def cat_pixel_values(pixels: Sequence[Tensor]) -> Tensor:
+    """The rows' pixel values as one tensor, when every image preprocessed to one size."""
+    shapes = {tuple(p.shape[1:]) for p in pixels}
+    if len(shapes) > 1:
+        raise ConfigError(f"Images of one batch must preprocess to one size; got {sorted(shapes)}.")
+    return torch.cat(list(pixels))
+
+
+def batch_inputs(
+    rows: Sequence[ModelInputs],
+    pad_token_id: int,
+    *,
+    stack_pixels: Callable[[Sequence[Tensor]], Tensor] = cat_pixel_values,
+    positions: Callable[[ModelInputs], Tensor | None] | None = None,
+) -> ModelInputs:
+    """One left-padded batch from single-row inputs (pixel values of the rows with images).
+
+    `stack_pixels` joins the rows' pixel values and `positions` gives the batch's position ids
+    (default: counted over each row's real tokens); families differ in both.
+    """
     if not rows:
         raise ConfigError("An empty batch: pass at least one prompt.")
     if any(row.batch_size != 1 for row in rows):
@@ -35,17 +54,19 @@ def batch_inputs(rows: Sequence[ModelInputs], pad_token_id: int) -> ModelInputs:
         ids.append(torch.nn.functional.pad(row.input_ids, (pad, 0), value=pad_token_id))
         mask.append(torch.nn.functional.pad(row.attention_mask, (pad, 0), value=0))
         image.append(torch.nn.functional.pad(row.image_mask, (pad, 0), value=False))
-    pixels = [row.pixel_values for row in rows if row.pixel_values is not None]
-    shapes = {tuple(p.shape[1:]) for p in pixels}
-    if len(shapes) > 1:
-        raise ConfigError(f"Images of one batch must preprocess to one size; got {sorted(shapes)}.")
-    attention_mask = torch.cat(mask)
-    return ModelInputs(
+    with_image = [row for row in rows if row.pixel_values is not None]
+    image_kwargs = {
+        key: torch.cat([row.image_kwargs[key] for row in with_image])
+        for key in (with_image[0].image_kwargs if with_image else ())
+    }
+    batch = ModelInputs(
         input_ids=torch.cat(ids),
-        attention_mask=attention_mask,
-        pixel_values=torch.cat(pixels) if pixels else None,
+        attention_mask=torch.cat(mask),
+        pixel_values=stack_pixels([row.pixel_values for row in with_image]) if with_image else None,
         image_mask=torch.cat(image),
         text=rows[0].text,
         texts=tuple(row.text for row in rows),
-        position_ids=position_ids(attention_mask),
+        image_kwargs=image_kwargs,
     )
+    found = position_ids(batch.attention_mask) if positions is None else positions(batch)
+    return dataclasses.replace(batch, position_ids=found)

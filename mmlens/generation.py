@@ -54,7 +54,7 @@ def greedy_decode_batch(
     positions = (
         inputs.position_ids if inputs.position_ids is not None else position_ids(attention_mask)
     )
-    next_position = positions[:, -1:] + 1
+    next_position = positions[..., -1:] + 1
     rows = inputs.batch_size
     tokens: list[list[int]] = [[] for _ in range(rows)]
     active = [True] * rows

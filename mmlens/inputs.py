@@ -1,6 +1,7 @@
 """Images and prompts -> model inputs, with the image positions carried as data."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,19 @@ class ModelInputs:
 
     input_ids: Int[Tensor, "batch pos"]
     attention_mask: Int[Tensor, "batch pos"]
-    pixel_values: Float[Tensor, "n_image channel height width"] | None  # rows with an image
+    # The processor's output for the rows with an image, in the family's layout: LLaVA
+    # [n_image, channel, height, width], LLaVA-NeXT [n_image, n_tile, channel, height, width],
+    # Qwen2.5-VL [n_patch, channel x temporal x patch x patch] (every image's patches in a row).
+    pixel_values: Float[Tensor, "..."] | None
     image_mask: Bool[Tensor, "batch pos"]
     text: str  # the templated prompt of the first row
     texts: tuple[str, ...] = ()  # every row's templated prompt, for batches
-    # Left-padded batches need positions that start at each row's first real token.
-    position_ids: Int[Tensor, "batch pos"] | None = None
+    # Left-padded batches need positions that start at each row's first real token; families
+    # with multimodal rotary positions (Qwen2.5-VL) give [stream, batch, pos] instead.
+    position_ids: Int[Tensor, "batch pos"] | Int[Tensor, "stream batch pos"] | None = None
+    # Per-image tensors the family's forward needs beside the pixels (one row per image):
+    # LLaVA-NeXT's `image_sizes`, Qwen2.5-VL's `image_grid_thw`.
+    image_kwargs: Mapping[str, Tensor] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -117,6 +125,7 @@ class ModelInputs:
         }
         if self.pixel_values is not None:
             kwargs["pixel_values"] = self.pixel_values
+            kwargs.update(self.image_kwargs)
         if self.position_ids is not None:
             kwargs["position_ids"] = self.position_ids
         return kwargs
@@ -134,4 +143,5 @@ class ModelInputs:
             text=self.text,
             texts=self.texts,
             position_ids=None if self.position_ids is None else self.position_ids.to(device),
+            image_kwargs={key: value.to(device) for key, value in self.image_kwargs.items()},
         )

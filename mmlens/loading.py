@@ -1,10 +1,11 @@
 """`mmlens.load`: find a checkpoint locally (never downloading), pick its adapter, wrap it."""
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from mmlens.errors import CheckpointNotFoundError
+from mmlens.errors import CheckpointNotFoundError, ConfigError
 from mmlens.model import HookedLVLM
 from mmlens.registry import adapter_for
 from mmlens.zoo import ASSEMBLED, assembled_checkpoint, shipped_models
@@ -36,10 +37,24 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def load(
-    name_or_path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+    name_or_path: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    **options: Any,
 ) -> HookedLVLM:
-    """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`."""
+    """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`.
+
+    `options` go to the family's adapter (original LLaVA checkpoints take `vision_tower`, the
+    folder of the CLIP tower their config names).
+    """
     checkpoint = resolve_checkpoint(name_or_path)
     adapter_class = adapter_for(checkpoint)
-    adapter = adapter_class.from_directory(checkpoint, device=device, dtype=dtype)
+    unknown = sorted(set(options) - set(adapter_class.load_options))
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)}: not an option of {adapter_class.__name__} "
+            f"(it takes {', '.join(adapter_class.load_options) or 'none'})."
+        )
+    adapter = adapter_class.from_directory(checkpoint, device=device, dtype=dtype, **options)
     return HookedLVLM(adapter, name=str(name_or_path))

@@ -10,7 +10,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.generalized_components import AttentionBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 
 from mmlens.adapters.base import Adapter
@@ -52,6 +54,10 @@ def _forward_cache_kwarg(module: nn.Module, args: tuple, kwargs: dict) -> tuple[
 
 def build_bridge(adapter: Adapter) -> TransformerBridge:
     """Wrap the adapter's HF model in a TransformerBridge with mmlens's multimodal hook aliases."""
+    if adapter.bridge_adapter is not None:
+        ArchitectureAdapterFactory.register_adapter(
+            adapter.bridge_architecture, adapter.bridge_adapter
+        )
     bridge = build_bridge_from_module(
         adapter.hf_model,
         adapter.bridge_architecture,
@@ -64,7 +70,9 @@ def build_bridge(adapter: Adapter) -> TransformerBridge:
     bridge._register_aliases()
     bridge._scan_existing_hooks(bridge, "")
     for block in bridge.blocks:
-        block.attn.register_forward_pre_hook(_forward_cache_kwarg, with_kwargs=True)
+        # The plain AttentionBridge hands its keywords to HF's attention, which reads `cache`.
+        if type(block.attn) is not AttentionBridge:
+            block.attn.register_forward_pre_hook(_forward_cache_kwarg, with_kwargs=True)
     return bridge
 
 

@@ -1,5 +1,6 @@
 """Model inputs from images and prompts (or token ids), checked against the model's context."""
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -52,7 +53,12 @@ class InputPreparation:
                 self.prepare(i, p, image_mode=image_mode, chat_template=chat_template)
                 for i, p in zip(images, prompt, strict=True)
             ]
-            return batch_inputs(rows, self._pad_token_id())
+            return batch_inputs(
+                rows,
+                self._pad_token_id(),
+                stack_pixels=self.adapter.stack_pixel_values,
+                positions=self.adapter.position_ids,
+            )
         if isinstance(image, list):
             raise ConfigError("A list of images needs a list of prompts (one per image).")
         adapter = self.adapter
@@ -76,15 +82,18 @@ class InputPreparation:
         if image is not None and adapter.image_token not in text:
             raise PromptError(f"The prompt has no {adapter.image_token!r} token for the image.")
         pil = None if image is None else adapter.prepare_image(load_image(image), mode)
-        encoded = adapter.encode(text, pil)
-        input_ids = encoded["input_ids"]
+        encoded = dict(adapter.encode(text, pil))
+        input_ids = encoded.pop("input_ids")
+        attention_mask = encoded.pop("attention_mask", torch.ones_like(input_ids))
         inputs = ModelInputs(
             input_ids=input_ids,
-            attention_mask=encoded.get("attention_mask", torch.ones_like(input_ids)),
-            pixel_values=encoded.get("pixel_values"),
+            attention_mask=attention_mask,
+            pixel_values=encoded.pop("pixel_values", None),
             image_mask=input_ids == adapter.image_token_id,
             text=text,
+            image_kwargs=encoded if pil is not None else {},
         )
+        inputs = dataclasses.replace(inputs, position_ids=adapter.position_ids(inputs))
         return inputs.to(self.device, self.dtype)
 
     def _inputs(

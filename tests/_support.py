@@ -1,5 +1,6 @@
 """Helpers shared by test modules (tests/ is on pytest's pythonpath; the package is not)."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,35 @@ def load_hf(path: Path) -> LlavaForConditionalGeneration:
     """The Hugging Face reference model, with the same (eager) attention kernel as the bridge."""
     model = LlavaForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
     return model.eval()
+
+
+def reference_logprobs(hf, hidden_states, lens: str) -> np.ndarray:
+    """[step, layer, vocab] log-probs from HF hidden states, float64, computed independently."""
+    norm, head = hf.model.language_model.norm, hf.lm_head
+    steps = []
+    for per_layer in hidden_states:
+        last = torch.stack([h[0, -1] for h in per_layer]).double()
+        if lens == "normed":  # HF's last entry is already normed
+            last = torch.cat([norm.double()(last[:-1]), last[-1:]])
+        logits = head.double()(last)
+        norm.float(), head.float()
+        steps.append(torch.log_softmax(logits, -1).numpy())
+    return np.stack(steps)
+
+
+def hf_without_blocks(hf, skip: list[int]):
+    """An HF model whose skipped decoder layers were deleted (and the rest renumbered)."""
+    reduced = copy.deepcopy(hf)
+    language_model = reduced.model.language_model
+    kept = [layer for i, layer in enumerate(language_model.layers) if i not in skip]
+    for index, layer in enumerate(kept):
+        layer.self_attn.layer_idx = index
+    language_model.layers = torch.nn.ModuleList(kept)
+    config = language_model.config
+    config.num_hidden_layers = len(kept)
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = [t for i, t in enumerate(config.layer_types) if i not in skip]
+    return reduced
 
 
 def paper_code_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:

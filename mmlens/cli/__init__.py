@@ -1,12 +1,12 @@
 """mmlens from the shell: the HTML report, traces, skip experiments, trajectories, models,
-benchmark scoring, the built-in benchmark, data-set runs and the hallucination link. One module
-per group of commands."""
+benchmark scoring, the built-in benchmark, data-set runs, the hallucination link and checkpoint
+conversion. One module per group of commands."""
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from mmlens.cli import benchmark, link, run, score, single
+from mmlens.cli import benchmark, convert, link, run, score, single
 from mmlens.errors import MMLensError
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_commands(commands)
     benchmark.add_commands(commands)
     link.add_commands(commands)
+    convert.add_commands(commands)
     return parser
 
 

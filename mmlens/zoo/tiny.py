@@ -73,10 +73,14 @@ DEFAULT_SPEC = TinyLlavaSpec()
 
 
 def build_tokenizer(
-    words: Sequence[str] = WORDS, *, lowercase: bool = False
+    words: Sequence[str] = WORDS,
+    *,
+    lowercase: bool = False,
+    specials: Sequence[str] = SPECIAL_TOKENS,
 ) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer (whitespace and punctuation split) that prepends `<s>`."""
-    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *words))}
+    """Word-level tokenizer (whitespace and punctuation split) that prepends `<s>`; without
+    `<image>` and `<pad>` among `specials` it has no image or padding token."""
+    vocab = {token: index for index, token in enumerate((*specials, *words))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     if lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
@@ -89,16 +93,14 @@ def build_tokenizer(
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
+        pad_token="<pad>" if "<pad>" in vocab else None,
+        extra_special_tokens={"image_token": "<image>"} if "<image>" in vocab else {},
     )
 
 
-def build_llava(
-    spec: TinyLlavaSpec, tokenizer: PreTrainedTokenizerFast
-) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A randomly initialised LLaVA of these sizes, and its processor."""
-    vision = CLIPVisionConfig(
+def vision_config(spec: TinyLlavaSpec) -> CLIPVisionConfig:
+    """The CLIP tower of a tiny model."""
+    return CLIPVisionConfig(
         hidden_size=spec.d_vision,
         intermediate_size=spec.d_vision_mlp or 2 * spec.d_vision,
         num_hidden_layers=spec.vision_blocks,
@@ -107,7 +109,11 @@ def build_llava(
         patch_size=spec.patch_size,
         projection_dim=spec.d_vision,
     )
-    text = LlamaConfig(
+
+
+def text_config(spec: TinyLlavaSpec, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The LLaMA language model of a tiny model, over `tokenizer`'s vocabulary."""
+    return LlamaConfig(
         vocab_size=spec.vocab_size or len(tokenizer),
         hidden_size=spec.d_model,
         intermediate_size=spec.d_mlp,
@@ -120,6 +126,14 @@ def build_llava(
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=spec.init_std,
     )
+
+
+def build_llava(
+    spec: TinyLlavaSpec, tokenizer: PreTrainedTokenizerFast
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A randomly initialised LLaVA of these sizes, and its processor."""
+    vision = vision_config(spec)
+    text = text_config(spec, tokenizer)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,

@@ -1,11 +1,9 @@
 """`model.trace` records what an independent computation on HF hidden states gives."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-from _support import load_hf, paper_code_divergence
+from _support import hf_without_blocks, load_hf, paper_code_divergence, reference_logprobs
 from scipy.spatial.distance import jensenshannon
 
 import mmlens
@@ -31,27 +29,13 @@ def hf_run(checkpoints, photo):
     return model, hf, out
 
 
-def _reference_logprobs(hf, hidden_states, lens: str) -> np.ndarray:
-    """[step, layer, vocab] log-probs from HF hidden states, float64, computed independently."""
-    norm, head = hf.model.language_model.norm, hf.lm_head
-    steps = []
-    for per_layer in hidden_states:
-        last = torch.stack([h[0, -1] for h in per_layer]).double()
-        if lens == "normed":  # HF's last entry is already normed
-            last = torch.cat([norm.double()(last[:-1]), last[-1:]])
-        logits = head.double()(last)
-        norm.float(), head.float()
-        steps.append(torch.log_softmax(logits, -1).numpy())
-    return np.stack(steps)
-
-
 @pytest.mark.parametrize("lens", ["normed", "paper"])
 def test_trace_matches_hf_hidden_states(hf_run, photo, lens):
     model, hf, out = hf_run
     trace = model.trace(photo, PROMPT, max_new_tokens=STEPS, lens=lens, rivals=["dog", "cat"])
     generated = out.sequences[0, -len(out.logits) :].tolist()
     assert trace.token_ids.tolist() == generated
-    reference = _reference_logprobs(hf, out.hidden_states, lens)
+    reference = reference_logprobs(hf, out.hidden_states, lens)
     steps = np.arange(trace.n_steps)
     # The last layer's log-probs are HF's own output distribution.
     final = torch.log_softmax(torch.stack([s[0] for s in out.logits]).double(), -1).numpy()
@@ -97,22 +81,10 @@ def test_trace_features_are_hf_hidden_states(hf_run, photo, lens):
         assert last_normed == (lens == "paper")
 
 
-def _hf_without_blocks(hf, skip: list[int]):
-    """An HF model whose skipped decoder layers were deleted (and the rest renumbered)."""
-    reduced = copy.deepcopy(hf)
-    language_model = reduced.model.language_model
-    kept = [layer for i, layer in enumerate(language_model.layers) if i not in skip]
-    for index, layer in enumerate(kept):
-        layer.self_attn.layer_idx = index
-    language_model.layers = torch.nn.ModuleList(kept)
-    language_model.config.num_hidden_layers = len(kept)
-    return reduced
-
-
 @pytest.mark.parametrize("skip", [[1, 2], [0], [3], [0, 3]])
 def test_skipping_equals_hf_with_layers_removed(hf_run, photo, skip):
     model, hf, _ = hf_run
-    reduced = _hf_without_blocks(hf, skip)
+    reduced = hf_without_blocks(hf, skip)
     inputs = model.prepare(photo, PROMPT)
     expected = reduced.generate(**inputs.model_kwargs(), max_new_tokens=20, do_sample=False)
     expected_ids = expected[0, inputs.n_positions :].tolist()

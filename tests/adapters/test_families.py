@@ -1,0 +1,132 @@
+"""Every family's adapter equals Hugging Face `transformers` (tiny random float32 checkpoints,
+eager attention): logits, hidden states, hooks, generation, traces, skipping and batches."""
+
+import numpy as np
+import pytest
+import torch
+from _families import FAMILIES, build_case
+from _support import hf_without_blocks, paper_code_divergence, reference_logprobs
+from scipy.spatial.distance import jensenshannon
+
+PROMPT = "describe this image in detail ."
+ATOL = 1e-5
+STEPS = 12
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def case(request, tmp_path_factory):
+    return build_case(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def prepared(case, wide_photo):
+    """A non-square photograph: tiles, unpadding and dynamic resolution all come into play."""
+    return case.model.prepare(wide_photo, PROMPT)
+
+
+def test_image_positions_come_from_the_input_ids(case, prepared):
+    image_token_id = case.hf.config.image_token_id
+    assert torch.equal(prepared.image_mask, prepared.input_ids == image_token_id)
+    n_features = case.vision_reference(prepared).sequence.shape[0]
+    assert int(prepared.image_mask.sum()) == n_features
+    start, end = prepared.image_span
+    assert end - start == n_features  # one contiguous run, newline tokens included
+
+
+def test_logits_and_every_layer_equal_hf(case, prepared):
+    reference = case.hf(**case.hf_kwargs(prepared), output_hidden_states=True)
+    logits, cache = case.model.run_with_cache(inputs=prepared)
+    torch.testing.assert_close(logits, reference.logits, atol=ATOL, rtol=0)
+    hidden = reference.hidden_states
+    n_blocks = case.model.n_blocks
+    assert len(hidden) == n_blocks + 1
+    torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], hidden[0], atol=ATOL, rtol=0)
+    for block in range(n_blocks - 1):
+        torch.testing.assert_close(
+            cache[f"blocks.{block}.hook_resid_post"], hidden[block + 1], atol=ATOL, rtol=0
+        )
+    last = cache[f"blocks.{n_blocks - 1}.hook_resid_post"]
+    torch.testing.assert_close(case.model.adapter.final_norm()(last), hidden[-1], atol=ATOL, rtol=0)
+
+
+def test_text_only_equals_hf(case):
+    inputs = case.model.prepare(None, PROMPT)
+    assert inputs.pixel_values is None and inputs.image_span is None
+    reference = case.hf(**case.hf_kwargs(inputs)).logits
+    torch.testing.assert_close(case.model(inputs=inputs), reference, atol=ATOL, rtol=0)
+
+
+def test_multimodal_hooks_hold_what_the_table_says(case, prepared):
+    _, cache = case.model.run_with_cache(inputs=prepared)
+    expected = case.vision_reference(prepared)
+    torch.testing.assert_close(cache["hook_pixel_values"], expected.pixels)
+    torch.testing.assert_close(cache["hook_vision_out"], expected.vision_out, atol=ATOL, rtol=0)
+    torch.testing.assert_close(cache["hook_image_embeds"], expected.image_embeds, atol=ATOL, rtol=0)
+    # What enters block 0 at the image positions is the image features in sequence order.
+    torch.testing.assert_close(
+        cache.image_part("blocks.0.hook_resid_pre", row=0), expected.sequence, atol=ATOL, rtol=0
+    )
+
+
+def test_greedy_generation_equals_hf_generate(case, prepared):
+    expected = case.hf.generate(**case.hf_kwargs(prepared), max_new_tokens=20, do_sample=False)
+    ours = case.model.generate(inputs=prepared, max_new_tokens=20)
+    assert ours.token_ids == expected[0, prepared.n_positions :].tolist()
+    assert len(ours.token_ids) >= 2
+
+
+def test_trace_equals_an_independent_computation_from_hf(case, prepared, wide_photo):
+    out = case.hf.generate(
+        **case.hf_kwargs(prepared),
+        max_new_tokens=STEPS,
+        do_sample=False,
+        output_hidden_states=True,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    trace = case.model.trace(wide_photo, PROMPT, max_new_tokens=STEPS, progress=False)
+    assert trace.token_ids.tolist() == out.sequences[0, prepared.n_positions :].tolist()
+    reference = reference_logprobs(case.hf, out.hidden_states, "normed")
+    steps = np.arange(trace.n_steps)
+    np.testing.assert_allclose(
+        trace.logprob, reference[steps, :, trace.token_ids], atol=1e-5, rtol=0
+    )
+    probs = np.exp(reference)
+    expected_jsd = np.array(
+        [[jensenshannon(p[i], p[i + 1]) ** 2 for i in range(len(p) - 1)] for p in probs]
+    )
+    np.testing.assert_allclose(trace.jsd[:, :-1], expected_jsd, atol=1e-6, rtol=0)
+    expected_paper = paper_code_divergence(reference[:, :-1], reference[:, 1:])
+    paper = case.model.trace(wide_photo, PROMPT, max_new_tokens=STEPS, lens="paper", progress=False)
+    paper_reference = reference_logprobs(case.hf, out.hidden_states, "paper")
+    np.testing.assert_allclose(
+        paper.paper_jsd[:, :-1],
+        paper_code_divergence(paper_reference[:, :-1], paper_reference[:, 1:]),
+        rtol=1e-4,
+        atol=1e-12,
+    )
+    assert expected_paper.shape == trace.paper_jsd[:, :-1].shape
+
+
+@pytest.mark.parametrize("skip", [[1, 2], [0], [3]])
+def test_skipping_equals_hf_with_layers_deleted(case, prepared, wide_photo, skip):
+    reduced = hf_without_blocks(case.hf, skip)
+    kwargs = case.hf_kwargs(prepared)
+    if case.name == "qwen2_5_vl":
+        reduced.model.rope_deltas = None
+    expected = reduced.generate(**kwargs, max_new_tokens=16, do_sample=False)
+    expected_ids = expected[0, prepared.n_positions :].tolist()
+    ours = case.model.generate(inputs=prepared, max_new_tokens=16, skip_layers=skip)
+    assert ours.token_ids == expected_ids
+    trace = case.model.trace(
+        wide_photo, PROMPT, max_new_tokens=16, skip_layers=skip, progress=False
+    )
+    assert trace.token_ids.tolist() == expected_ids
+
+
+def test_a_batch_equals_each_row_alone(case, photo, wide_photo):
+    images = [wide_photo, None, photo]
+    prompts = [PROMPT, "what colour ?", "describe"]
+    batch = case.model.generate(images, prompts, max_new_tokens=8)
+    for image, prompt, row in zip(images, prompts, batch, strict=True):
+        assert row.token_ids == case.model.generate(image, prompt, max_new_tokens=8).token_ids
