@@ -19,6 +19,8 @@ class Adapter(ABC):
 
     #: Hugging Face `config.architectures` names this adapter loads.
     architectures: ClassVar[tuple[str, ...]] = ()
+    #: The family in words, for `mmlens models`.
+    family: ClassVar[str] = ""
     #: Name of TransformerLens's architecture adapter that builds the `TransformerBridge`.
     bridge_architecture: ClassVar[str] = ""
     #: A TransformerLens `ArchitectureAdapter` class to register under `bridge_architecture`

@@ -38,6 +38,7 @@ class LlavaAdapter(Adapter):
     """Adapter for `LlavaForConditionalGeneration` checkpoints in the `llava-hf` format."""
 
     architectures: ClassVar[tuple[str, ...]] = ("LlavaForConditionalGeneration",)
+    family: ClassVar[str] = "LLaVA-1.5 (llava-hf format)"
     bridge_architecture: ClassVar[str] = "LlavaForConditionalGeneration"
     hook_aliases: ClassVar[dict[str, str]] = {
         "hook_pixel_values": "vision_encoder.hook_in",

@@ -22,6 +22,7 @@ class LlavaNextAdapter(LlavaAdapter):
     """Adapter for `LlavaNextForConditionalGeneration` checkpoints (llava-hf's LLaVA-NeXT)."""
 
     architectures: ClassVar[tuple[str, ...]] = ("LlavaNextForConditionalGeneration",)
+    family: ClassVar[str] = "LLaVA-NeXT / LLaVA-1.6 (llava-hf format, any-resolution tiles)"
     bridge_architecture: ClassVar[str] = "LlavaNextForConditionalGeneration"
     # Same aliases as LLaVA-1.5; here they hold one row per tile (overview first), before the
     # features are unpadded and the newline vectors added: `blocks.0.hook_resid_pre` at the image

@@ -194,7 +194,8 @@ def llava_processor(checkpoint: Path, tower: Path, config: LlavaConfig) -> Llava
     except (OSError, ValueError, ImportError) as error:
         raise CheckpointNotFoundError(
             f"Could not load the tokenizer of {checkpoint} or the image processor "
-            f"(preprocessor_config.json) of the tower {tower}: {error}"
+            f"(preprocessor_config.json) of the tower {tower}: {error} (original LLaVA "
+            "tokenizers are SentencePiece files: pip install 'mmlens[original]')"
         ) from error
     if IMAGE_TOKEN in tokenizer.get_vocab():
         raise UnsupportedModelError(
@@ -253,6 +254,9 @@ class LlavaOriginalAdapter(LlavaAdapter):
     """Original-format LLaVA-1.5 (`LlavaLlamaForCausalLM`), converted to llava-hf on load."""
 
     architectures: ClassVar[tuple[str, ...]] = ("LlavaLlamaForCausalLM",)
+    family: ClassVar[str] = (
+        "LLaVA-1.5, original haotian-liu/LLaVA format (converted on load or by `mmlens convert`)"
+    )
     load_options: ClassVar[tuple[str, ...]] = ("vision_tower",)
 
     @classmethod

@@ -56,6 +56,7 @@ class Qwen2_5_VLAdapter(Adapter):
     """Adapter for `Qwen2_5_VLForConditionalGeneration` checkpoints (Qwen's own format)."""
 
     architectures: ClassVar[tuple[str, ...]] = ("Qwen2_5_VLForConditionalGeneration",)
+    family: ClassVar[str] = "Qwen2.5-VL (dynamic resolution, multimodal rotary positions)"
     bridge_architecture: ClassVar[str] = "mmlens.Qwen2_5_VLForConditionalGeneration"
     bridge_adapter: ClassVar[type | None] = _BridgeAdapter
     # All three hold every image's patches in one sequence ([n_patch, ...] / [n_token, ...]),

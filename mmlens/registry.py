@@ -25,6 +25,16 @@ def supported_architectures() -> list[str]:
     return sorted({name for adapter in registered_adapters() for name in adapter.architectures})
 
 
+def supported_families() -> list[tuple[str, str]]:
+    """(architecture, family in words) for every architecture some adapter loads."""
+    found = {
+        name: adapter.family or adapter.__name__
+        for adapter in registered_adapters()
+        for name in adapter.architectures
+    }
+    return sorted(found.items())
+
+
 def read_architecture(checkpoint: Path) -> str:
     """The architecture named in a checkpoint directory's config.json."""
     config_file = checkpoint / "config.json"

@@ -57,12 +57,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from mmlens.registry import supported_architectures
+    from mmlens.registry import supported_families
     from mmlens.zoo import ASSEMBLED, shipped_models
 
     print("Supported architectures (load a local directory or a cached hub id):")
-    for name in supported_architectures():
-        print(f"  {name}")
+    families = supported_families()
+    width = max(len(name) for name, _ in families)
+    for name, family in families:
+        print(f"  {name:<{width}}  {family}")
     print("Shipped models (no download needed):")
     for name, path in shipped_models().items():
         print(f"  {name}  ({path})")

@@ -73,14 +73,10 @@ DEFAULT_SPEC = TinyLlavaSpec()
 
 
 def build_tokenizer(
-    words: Sequence[str] = WORDS,
-    *,
-    lowercase: bool = False,
-    specials: Sequence[str] = SPECIAL_TOKENS,
+    words: Sequence[str] = WORDS, *, lowercase: bool = False
 ) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer (whitespace and punctuation split) that prepends `<s>`; without
-    `<image>` and `<pad>` among `specials` it has no image or padding token."""
-    vocab = {token: index for index, token in enumerate((*specials, *words))}
+    """Word-level tokenizer (whitespace and punctuation split) that prepends `<s>`."""
+    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *words))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     if lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
@@ -93,8 +89,8 @@ def build_tokenizer(
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
-        pad_token="<pad>" if "<pad>" in vocab else None,
-        extra_special_tokens={"image_token": "<image>"} if "<image>" in vocab else {},
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
     )
 
 

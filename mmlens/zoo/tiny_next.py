@@ -18,8 +18,9 @@ CHAT_TEMPLATE = (
     "{% else %}{{ item['text'] }}{% endif %}{% endfor %} {% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
-#: Small any-resolution grids (in pixels) for a 28-pixel tower: 1x2, 2x1 and 2x2 tiles.
-GRID_PINPOINTS = ((28, 56), (56, 28), (56, 56))
+#: Small any-resolution grids (height, width in pixels) for a 28-pixel tower: 1x2, 2x1, 2x2, 2x3
+#: and 3x2 tiles (a square photograph takes 2x2, a wide one 2x3).
+GRID_PINPOINTS = ((28, 56), (56, 28), (56, 56), (56, 84), (84, 56))
 DEFAULT_NEXT_SPEC = TinyLlavaSpec(seed=4)
 
 

@@ -2,23 +2,27 @@
 CLIP tower in its own folder), and the same weights in llava-hf format, built in code.
 
 The original format is written as haotian-liu/LLaVA saves it: LLaMA keys under `model.`, the
-projector as `model.mm_projector.{0,2}`, no image token in the vocabulary, and a config naming
-the tower by hub id. The tower folder is laid out as OpenAI's CLIP checkpoints are
-(`vision_model.*` keys beside a text-side `logit_scale`).
+projector as `model.mm_projector.{0,2}`, a SentencePiece `tokenizer.model` (trained here on the
+tiny word list, with LLaMA's byte fallback) without an image token, and a config naming the tower
+by hub id. The tower folder is laid out as OpenAI's CLIP checkpoints are (`vision_model.*` keys
+beside a text-side `logit_scale`). Needs `sentencepiece` (the `original` extra).
 """
 
+import io
+import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import AddedToken, CLIPImageProcessor
+from transformers import AddedToken, AutoTokenizer, CLIPImageProcessor
 
-from mmlens.zoo.tiny import DEFAULT_SPEC, WORDS, TinyLlavaSpec, build_llava, build_tokenizer
+from mmlens.errors import MissingDependencyError
+from mmlens.zoo.tiny import DEFAULT_SPEC, WORDS, TinyLlavaSpec, build_llava
 
 #: The hub id the tiny config names for its tower (never in a cache: tests pass the folder).
 TOWER_HUB_ID = "openai/clip-vit-tiny-mmlens-test"
-_ORIGINAL_SPECIALS = ("<unk>", "<s>", "</s>")
 
 
 @dataclass(frozen=True)
@@ -30,16 +34,65 @@ class OriginalCheckpoints:
     hf: Path  # the same weights as llava-hf's LlavaForConditionalGeneration
 
 
+def write_sentencepiece_tokenizer(folder: Path, vocab_size: int = 400, seed: int = 0) -> None:
+    """Train a small LLaMA-style SentencePiece BPE model on sentences of the tiny word list and
+    write it with LLaMA's tokenizer_config.json, as original LLaVA checkpoints ship theirs."""
+    try:
+        import sentencepiece
+    except ImportError as error:
+        raise MissingDependencyError(
+            "Building a tiny original-format LLaVA needs sentencepiece: "
+            "pip install 'mmlens[original]'."
+        ) from error
+    rng = random.Random(seed)
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(2000)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        # LLaMA's normalizer: none (text kept as is), a leading "▁", digits split.
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+        num_threads=1,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": False,
+        "model_max_length": 2048,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
 def build_tiny_original_llava(
     root: str | Path, spec: TinyLlavaSpec = DEFAULT_SPEC
 ) -> OriginalCheckpoints:
     """Write a random tiny LLaVA in the original format, its tower, and its llava-hf twin."""
     root = Path(root)
     folders = OriginalCheckpoints(root / "original", root / "clip-tower", root / "llava-hf")
-    tokenizer = build_tokenizer(WORDS, specials=_ORIGINAL_SPECIALS)
+    write_sentencepiece_tokenizer(folders.original)
+    tokenizer = AutoTokenizer.from_pretrained(folders.original)
     vocab_size = len(tokenizer)
     # llava-hf's conversion: `<image>` appended as an added special token (id = old vocab size).
-    hf_tokenizer = build_tokenizer(WORDS, specials=_ORIGINAL_SPECIALS)
+    hf_tokenizer = AutoTokenizer.from_pretrained(folders.original)
     hf_tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)])
     hf_tokenizer.pad_token = hf_tokenizer.unk_token
     model, processor = build_llava(spec, hf_tokenizer)
@@ -67,7 +120,7 @@ def build_tiny_original_llava(
     text = model.config.text_config
     config = {
         "architectures": ["LlavaLlamaForCausalLM"],
-        "model_type": "llava_llama",
+        "model_type": "llava",
         "vocab_size": vocab_size,
         "hidden_size": text.hidden_size,
         "intermediate_size": text.intermediate_size,
@@ -95,10 +148,7 @@ def build_tiny_original_llava(
         "mm_vision_tower": TOWER_HUB_ID,
         "use_mm_proj": True,
     }
-    import json
-
     (folders.original / "config.json").write_text(json.dumps(config, indent=2))
-    tokenizer.save_pretrained(folders.original)
 
     tower = {
         "vision_model." + key.removeprefix("model.vision_tower."): value

