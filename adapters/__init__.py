@@ -5,6 +5,7 @@ Adding a family is a new module here plus one line in `ADAPTERS` (or an entry po
 """
 
 from mmlens.adapters.base import Adapter
+from mmlens.adapters.gemma3 import Gemma3Adapter
 from mmlens.adapters.llava import LlavaAdapter
 from mmlens.adapters.llava_next import LlavaNextAdapter
 from mmlens.adapters.llava_original import LlavaOriginalAdapter
@@ -15,11 +16,13 @@ ADAPTERS: tuple[type[Adapter], ...] = (
     LlavaOriginalAdapter,
     LlavaNextAdapter,
     Qwen2_5_VLAdapter,
+    Gemma3Adapter,
 )
 
 __all__ = [
     "ADAPTERS",
     "Adapter",
+    "Gemma3Adapter",
     "LlavaAdapter",
     "LlavaNextAdapter",
     "LlavaOriginalAdapter",

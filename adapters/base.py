@@ -30,6 +30,8 @@ class Adapter(ABC):
     hook_aliases: ClassVar[Mapping[str, str]] = {}
     #: Image preprocessing modes this family offers; the first one is the default.
     image_modes: ClassVar[tuple[str, ...]] = ("processor",)
+    #: Keywords of `encode`'s output that are per token ([batch, pos]), not per image.
+    token_kwarg_names: ClassVar[tuple[str, ...]] = ()
     #: Keyword options `mmlens.load(..., **options)` passes on to `from_directory`.
     load_options: ClassVar[tuple[str, ...]] = ()
 

@@ -49,11 +49,15 @@ def batch_inputs(
         return rows[0]
     length = max(row.n_positions for row in rows)
     ids, mask, image = [], [], []
+    per_token: dict[str, list[Tensor]] = {key: [] for row in rows for key in row.token_kwargs}
     for row in rows:
         pad = length - row.n_positions
         ids.append(torch.nn.functional.pad(row.input_ids, (pad, 0), value=pad_token_id))
         mask.append(torch.nn.functional.pad(row.attention_mask, (pad, 0), value=0))
         image.append(torch.nn.functional.pad(row.image_mask, (pad, 0), value=False))
+        for key, values in per_token.items():
+            row_values = row.token_kwargs.get(key, torch.zeros_like(row.input_ids))
+            values.append(torch.nn.functional.pad(row_values, (pad, 0), value=0))
     with_image = [row for row in rows if row.pixel_values is not None]
     image_kwargs = {
         key: torch.cat([row.image_kwargs[key] for row in with_image])
@@ -67,6 +71,7 @@ def batch_inputs(
         text=rows[0].text,
         texts=tuple(row.text for row in rows),
         image_kwargs=image_kwargs,
+        token_kwargs={key: torch.cat(values) for key, values in per_token.items()},
     )
     found = position_ids(batch.attention_mask) if positions is None else positions(batch)
     return dataclasses.replace(batch, position_ids=found)

@@ -86,6 +86,9 @@ class ModelInputs:
     # Per-image tensors the family's forward needs beside the pixels (one row per image):
     # LLaVA-NeXT's `image_sizes`, Qwen2.5-VL's `image_grid_thw`.
     image_kwargs: Mapping[str, Tensor] = field(default_factory=dict)
+    # Per-token tensors [batch, pos] the family's prefill also takes (Gemma 3's `token_type_ids`,
+    # which make image tokens attend to each other both ways); decoding steps do without them.
+    token_kwargs: Mapping[str, Tensor] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -126,6 +129,7 @@ class ModelInputs:
         if self.pixel_values is not None:
             kwargs["pixel_values"] = self.pixel_values
             kwargs.update(self.image_kwargs)
+            kwargs.update(self.token_kwargs)
         if self.position_ids is not None:
             kwargs["position_ids"] = self.position_ids
         return kwargs
@@ -144,4 +148,5 @@ class ModelInputs:
             texts=self.texts,
             position_ids=None if self.position_ids is None else self.position_ids.to(device),
             image_kwargs={key: value.to(device) for key, value in self.image_kwargs.items()},
+            token_kwargs={key: value.to(device) for key, value in self.token_kwargs.items()},
         )

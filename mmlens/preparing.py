@@ -85,13 +85,20 @@ class InputPreparation:
         encoded = dict(adapter.encode(text, pil))
         input_ids = encoded.pop("input_ids")
         attention_mask = encoded.pop("attention_mask", torch.ones_like(input_ids))
+        pixel_values = encoded.pop("pixel_values", None)
+        extras = encoded if pixel_values is not None else {}
         inputs = ModelInputs(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            pixel_values=encoded.pop("pixel_values", None),
+            pixel_values=pixel_values,
             image_mask=input_ids == adapter.image_token_id,
             text=text,
-            image_kwargs=encoded if pil is not None else {},
+            image_kwargs={
+                key: value for key, value in extras.items() if key not in adapter.token_kwarg_names
+            },
+            token_kwargs={
+                key: value for key, value in extras.items() if key in adapter.token_kwarg_names
+            },
         )
         inputs = dataclasses.replace(inputs, position_ids=adapter.position_ids(inputs))
         return inputs.to(self.device, self.dtype)

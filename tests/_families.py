@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from transformers import (
+    Gemma3ForConditionalGeneration,
     LlavaForConditionalGeneration,
     LlavaNextForConditionalGeneration,
     Qwen2_5_VLForConditionalGeneration,
@@ -19,11 +20,12 @@ from transformers import (
 import mmlens
 from mmlens.inputs import ModelInputs
 from mmlens.model import HookedLVLM
+from mmlens.zoo.tiny_gemma3 import build_tiny_gemma3
 from mmlens.zoo.tiny_next import build_tiny_llava_next
 from mmlens.zoo.tiny_original import build_tiny_original_llava
 from mmlens.zoo.tiny_qwen import build_tiny_qwen2_5_vl
 
-FAMILIES = ("llava_original", "llava_next", "qwen2_5_vl")
+FAMILIES = ("llava_original", "llava_next", "qwen2_5_vl", "gemma3")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class FamilyCase:
             out = inner.visual(pixels, grid_thw=grid)
             embeds = inner.visual.merger(out.last_hidden_state)
             return VisionReference(pixels, out.last_hidden_state, embeds, out.pooler_output)
+        if self.name == "gemma3":
+            vision_out = inner.vision_tower(pixel_values=pixels).last_hidden_state
+            embeds = inner.multi_modal_projector(vision_out)
+            return VisionReference(pixels, vision_out, embeds, embeds.reshape(-1, embeds.shape[-1]))
         config = self.hf.config
         tiles = pixels[0] if pixels.dim() == 5 else pixels  # one image: no padded tiles
         hidden = inner.vision_tower(tiles, output_hidden_states=True).hidden_states
@@ -97,6 +103,10 @@ def build_case(name: str, root: Path) -> FamilyCase:
         path = build_tiny_qwen2_5_vl(root)
         model = mmlens.load(path)
         hf = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
+    elif name == "gemma3":
+        path = build_tiny_gemma3(root)
+        model = mmlens.load(path)
+        hf = Gemma3ForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
     else:
         raise ValueError(name)
     return FamilyCase(name, model, hf.eval())

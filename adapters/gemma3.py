@@ -1,0 +1,74 @@
+"""Gemma 3 (`Gemma3ForConditionalGeneration`): a SigLIP tower whose patches are average-pooled to
+a fixed number of soft tokens (256 for the released models), a Gemma 3 language model with
+interleaved sliding-window and global attention, scaled and tied embeddings.
+
+The prompt marks the image with `<start_of_image>`; the processor expands it to
+`\\n\\n<start_of_image>` + one `<image_soft_token>` per feature + `<end_of_image>\\n\\n`, so the
+image positions are the soft tokens. During the prefill the image tokens attend to each other
+in both directions; the forward learns where they are from `token_type_ids`, which mmlens
+carries with the inputs.
+"""
+
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
+
+from mmlens.adapters.base import original_module
+from mmlens.adapters.llava import LlavaAdapter
+
+#: Gemma's chat format for one user turn (the tokenizer adds `<bos>`).
+CHAT_TEMPLATE = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
+
+
+class SoftcappedUnembed(nn.Module):
+    """`lm_head` followed by Gemma's final logit soft-capping, `cap * tanh(logits / cap)`."""
+
+    def __init__(self, head: nn.Module, cap: float) -> None:
+        super().__init__()
+        self.head = head
+        self.cap = cap
+        self.weight = head.weight
+
+    def forward(self, residual: Tensor) -> Tensor:
+        return self.cap * torch.tanh(self.head(residual) / self.cap)
+
+
+class Gemma3Adapter(LlavaAdapter):
+    """Adapter for `Gemma3ForConditionalGeneration` checkpoints (Google's Gemma 3, 4B and up)."""
+
+    architectures: ClassVar[tuple[str, ...]] = ("Gemma3ForConditionalGeneration",)
+    family: ClassVar[str] = "Gemma 3 (SigLIP + pooled soft tokens, sliding-window attention)"
+    bridge_architecture: ClassVar[str] = "Gemma3ForConditionalGeneration"
+    # hook_vision_out: the SigLIP tower's last layer (post-norm) for every patch, which the
+    # projector pools; hook_image_embeds: the pooled, projected soft tokens.
+    hook_aliases: ClassVar[dict[str, str]] = dict(LlavaAdapter.hook_aliases)
+    image_modes: ClassVar[tuple[str, ...]] = ("processor",)
+    model_class: ClassVar[type[PreTrainedModel]] = Gemma3ForConditionalGeneration
+    token_kwarg_names: ClassVar[tuple[str, ...]] = ("token_type_ids",)
+
+    @property
+    def image_token(self) -> str:
+        return str(self.processor.boi_token)
+
+    def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
+        if with_image and self.image_token not in prompt:
+            prompt = self.image_token + prompt
+        return CHAT_TEMPLATE.format(prompt=prompt)
+
+    def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
+        return image
+
+    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
+        if image is None:
+            encoded: Any = self.tokenizer(text, return_tensors="pt")
+        else:
+            encoded = self.processor(images=image, text=text, return_tensors="pt")
+        return {key: value for key, value in encoded.items()}
+
+    def unembed(self) -> nn.Module:
+        head = original_module(self.hf_model.lm_head)
+        cap = getattr(self.text_config(), "final_logit_softcapping", None)
+        return head if cap is None else SoftcappedUnembed(head, float(cap))
