@@ -91,11 +91,13 @@ class Adapter(ABC):
         """Apply the family's image-level preprocessing `mode` (e.g. padding) to an RGB image."""
 
     @abstractmethod
-    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
-        """Tokenize a templated prompt (expanding image tokens) and process the image.
+    def encode(self, text: str, images: Sequence[Image.Image]) -> dict[str, Tensor]:
+        """Tokenize a templated prompt (expanding its image tokens, one per image, in order) and
+        process the images (none for text only).
 
-        Returns `input_ids`, `attention_mask` and, with an image, `pixel_values` and any
-        per-image tensors the forward also takes (e.g. `image_sizes`).
+        Returns `input_ids`, `attention_mask` and, with images, `pixel_values` and any other
+        tensors the forward also takes (per image, e.g. `image_sizes`, or per token, named in
+        `token_kwarg_names`).
         """
 
     def stack_pixel_values(self, pixels: Sequence[Tensor]) -> Tensor:

@@ -9,7 +9,7 @@ in both directions; the forward learns where they are from `token_type_ids`, whi
 carries with the inputs.
 """
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from PIL import Image
@@ -60,13 +60,6 @@ class Gemma3Adapter(LlavaAdapter):
 
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
         return image
-
-    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
-        if image is None:
-            encoded: Any = self.tokenizer(text, return_tensors="pt")
-        else:
-            encoded = self.processor(images=image, text=text, return_tensors="pt")
-        return {key: value for key, value in encoded.items()}
 
     def unembed(self) -> nn.Module:
         head = original_module(self.hf_model.lm_head)

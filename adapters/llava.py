@@ -1,5 +1,6 @@
 """LLaVA-1.5 (`LlavaForConditionalGeneration`): CLIP tower + 2-layer projector + LLaMA/Vicuna."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -96,9 +97,9 @@ class LlavaAdapter(Adapter):
             return pad_to_square(image, tuple(int(channel * 255) for channel in mean))
         return image
 
-    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
-        if image is None:
+    def encode(self, text: str, images: Sequence[Image.Image]) -> dict[str, Tensor]:
+        if not images:
             encoded = self.tokenizer(text, return_tensors="pt")
         else:
-            encoded = self.processor(images=image, text=text, return_tensors="pt")
+            encoded = self.processor(images=list(images), text=text, return_tensors="pt")
         return {key: value for key, value in encoded.items()}

@@ -111,19 +111,23 @@ class Qwen2_5_VLAdapter(Adapter):
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
         return image
 
-    def encode(self, text: str, image: Image.Image | None) -> dict[str, Tensor]:
-        pads = text.count(IMAGE_PAD)
-        if pads != (image is not None):
+    def encode(self, text: str, images: Sequence[Image.Image]) -> dict[str, Tensor]:
+        pieces = text.split(IMAGE_PAD)
+        if len(pieces) - 1 != len(images):
             raise PromptError(
-                f"The prompt holds {IMAGE_PAD!r} {pads} times for {int(image is not None)} image; "
-                f"mark the image with {IMAGE_TOKEN!r} once (or not at all: the template adds it)."
+                f"The prompt holds {IMAGE_PAD!r} {len(pieces) - 1} times for {len(images)} "
+                f"image(s); mark each image with {IMAGE_TOKEN!r} (one image needs no mark)."
             )
         processed: dict[str, Tensor] = {}
-        if image is not None:
-            processed = dict(self.processor.image_processor(images=image, return_tensors="pt"))
+        if images:
+            processed = dict(
+                self.processor.image_processor(images=list(images), return_tensors="pt")
+            )
             merge = int(self.hf_model.config.vision_config.spatial_merge_size)
-            n_tokens = int(processed["image_grid_thw"].prod()) // merge**2
-            text = text.replace(IMAGE_PAD, IMAGE_PAD * n_tokens)
+            counts = [int(grid.prod()) // merge**2 for grid in processed["image_grid_thw"]]
+            text = pieces[0] + "".join(
+                IMAGE_PAD * count + piece for count, piece in zip(counts, pieces[1:], strict=True)
+            )
         encoded = self.tokenizer(text, return_tensors="pt")
         return {
             "input_ids": encoded["input_ids"],

@@ -346,7 +346,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
             "d_vocab": self.d_vocab,
         }
         prompts = prompt if batched else [prompt]
-        images = image if isinstance(image, list) else [image] * len(prompts)
+        images = image if batched and isinstance(image, list) else [image] * len(prompts)
         traces = [
             build_trace(
                 self.tokenizer,

@@ -12,8 +12,10 @@ from mmlens.errors import ConfigError, PromptError, TokenError
 from mmlens.inputs import ImageLike, ModelInputs, load_image
 from mmlens.tokens import ImageTokens, text_inputs
 
-# One image (or None) and prompt, or one per batch row.
-Images = ImageLike | None | list[ImageLike | None]
+# One image (or None, or a list of images for one prompt that marks each) and a prompt, or one
+# of those per batch row.
+RowImages = ImageLike | None | list[ImageLike]
+Images = RowImages | list[RowImages]
 Prompts = str | list[str]
 
 
@@ -36,7 +38,9 @@ class InputPreparation:
         """Build model inputs: chat template, pixel values and the image-token mask.
 
         Lists of images and prompts (one image or None per prompt) give one left-padded batch
-        whose rows carry their own image masks and positions.
+        whose rows carry their own image masks and positions. A list of images with one prompt
+        (or as one batch row's entry) feeds several images to that prompt, which marks where
+        each goes with the family's image token.
 
         Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
         `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
@@ -59,30 +63,33 @@ class InputPreparation:
                 stack_pixels=self.adapter.stack_pixel_values,
                 positions=self.adapter.position_ids,
             )
-        if isinstance(image, list):
-            raise ConfigError("A list of images needs a list of prompts (one per image).")
         adapter = self.adapter
         mode = image_mode or adapter.image_modes[0]
         if mode not in adapter.image_modes:
             raise ConfigError(f"image_mode={mode!r}; choose one of {adapter.image_modes}.")
-        marks = prompt.count(adapter.image_token)
-        if image is None and marks:
+        images = [] if image is None else list(image) if isinstance(image, list) else [image]
+        if any(item is None for item in images):
+            raise ConfigError("A prompt's list of images holds None; pass images only.")
+        token = adapter.image_token
+        marks = prompt.count(token)
+        if not images and marks:
             raise PromptError(
-                f"The prompt contains {adapter.image_token!r} but no image was given; "
+                f"The prompt contains {token!r} but no image was given; "
                 "pass an image or remove the token."
             )
-        if marks > 1:
+        if images and marks != len(images) and not (marks == 0 and len(images) == 1):
             raise PromptError(
-                f"The prompt contains the image token {adapter.image_token!r} {marks} times; "
-                "mmlens feeds one image, so leave at most one (or none: the template adds it)."
+                f"The prompt contains the image token {token!r} {marks} times for "
+                f"{len(images)} image(s): mark each image once (one image needs no mark: the "
+                "template adds it)."
             )
-        text = (
-            adapter.chat_prompt(prompt, with_image=image is not None) if chat_template else prompt
-        )
-        if image is not None and adapter.image_token not in text:
-            raise PromptError(f"The prompt has no {adapter.image_token!r} token for the image.")
-        pil = None if image is None else adapter.prepare_image(load_image(image), mode)
-        encoded = dict(adapter.encode(text, pil))
+        text = adapter.chat_prompt(prompt, with_image=bool(images)) if chat_template else prompt
+        if text.count(token) != len(images):
+            raise PromptError(
+                f"The prompt has {text.count(token)} {token!r} tokens for {len(images)} image(s)."
+            )
+        pils = [adapter.prepare_image(load_image(item), mode) for item in images]
+        encoded = dict(adapter.encode(text, pils))
         input_ids = encoded.pop("input_ids")
         attention_mask = encoded.pop("attention_mask", torch.ones_like(input_ids))
         pixel_values = encoded.pop("pixel_values", None)

@@ -147,3 +147,25 @@ def test_misplaced_image_tokens_are_clear_errors(case, photo):
     if case.name == "qwen2_5_vl":  # the bare pad without its start and end markers
         with pytest.raises(PromptError, match="image_pad"):
             case.model.prepare(photo, "<|image_pad|> describe")
+
+
+def test_several_images_in_one_prompt(case, photo, wide_photo):
+    """Each image's positions come from the input ids, in the order the prompt marks them."""
+    token = case.model.adapter.image_token
+    inputs = case.model.prepare([wide_photo, photo], f"{token} and {token} , describe .")
+    alone = [
+        int(case.model.prepare(image, PROMPT).image_mask.sum()) for image in (wide_photo, photo)
+    ]
+    positions = inputs.image_positions.tolist()
+    runs = [[positions[0]]]
+    for position in positions[1:]:
+        if position == runs[-1][-1] + 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    assert [len(run) for run in runs] == alone
+    reference = case.hf(**case.hf_kwargs(inputs)).logits
+    torch.testing.assert_close(case.model(inputs=inputs), reference, atol=ATOL, rtol=0)
+    expected = case.hf.generate(**case.hf_kwargs(inputs), max_new_tokens=10, do_sample=False)
+    ours = case.model.generate(inputs=inputs, max_new_tokens=10)
+    assert ours.token_ids == expected[0, inputs.n_positions :].tolist()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mmlens
-from mmlens.errors import ConfigError
+from mmlens.errors import ConfigError, PromptError
 from mmlens.zoo.shapes.scenes import Scene, SceneObject, draw_scene
 
 PROMPTS = [
@@ -106,5 +106,8 @@ def test_run_with_cache_and_hooks_take_batches(tiny, photo):
 def test_bad_batches(tiny, photo):
     with pytest.raises(ConfigError, match="2 images for 3 prompts"):
         tiny.prepare([photo, photo], ["a", "b", "c"])
-    with pytest.raises(ConfigError, match="needs a list of prompts"):
-        tiny.prepare([photo], "a")
+    # A list of images with one prompt feeds them all to it: the prompt marks each.
+    with pytest.raises(PromptError, match="0 times for 2 image"):
+        tiny.prepare([photo, photo], "a")
+    with pytest.raises(ConfigError, match="holds None"):
+        tiny.prepare([photo, None], "<image> <image>")
