@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from mmlens.batching import cat_pixel_values, position_ids
 from mmlens.errors import CheckpointNotFoundError, ConfigError
-from mmlens.inputs import ModelInputs
+from mmlens.inputs import ModelInputs, square_grid
 
 
 class Adapter(ABC):
@@ -99,6 +99,11 @@ class Adapter(ABC):
         tensors the forward also takes (per image, e.g. `image_sizes`, or per token, named in
         `token_kwarg_names`).
         """
+
+    def patch_grid(self, inputs: ModelInputs, n_images: int) -> tuple[int, int] | None:
+        """The (rows, columns) grid one row's image tokens form in raster order, or None: one
+        image whose tokens are a square grid of patches (after a CLS token, if kept)."""
+        return square_grid(int(inputs.image_mask.sum())) if n_images == 1 else None
 
     def stack_pixel_values(self, pixels: Sequence[Tensor]) -> Tensor:
         """One batch's pixel values from its rows' (the rows with an image)."""

@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import LlavaNextForConditionalGeneration, PreTrainedModel
 
 from mmlens.adapters.llava import LlavaAdapter
+from mmlens.inputs import ModelInputs
 
 
 class LlavaNextAdapter(LlavaAdapter):
@@ -45,6 +46,10 @@ class LlavaNextAdapter(LlavaAdapter):
 
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
         return image
+
+    def patch_grid(self, inputs: ModelInputs, n_images: int) -> tuple[int, int] | None:
+        """None: the overview tile, then the unpadded grid with a newline token per row."""
+        return None
 
     def stack_pixel_values(self, pixels: Sequence[Tensor]) -> Tensor:
         """Rows with fewer tiles are padded with zero tiles, which the model drops again (it

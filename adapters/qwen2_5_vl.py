@@ -135,6 +135,14 @@ class Qwen2_5_VLAdapter(Adapter):
             **processed,
         }
 
+    def patch_grid(self, inputs: ModelInputs, n_images: int) -> tuple[int, int] | None:
+        """One image: its merged tokens' grid, (height, width) / the merge size."""
+        if n_images != 1:
+            return None
+        _, height, width = inputs.image_kwargs["image_grid_thw"][0].tolist()
+        merge = int(self.hf_model.config.vision_config.spatial_merge_size)
+        return height // merge, width // merge
+
     def stack_pixel_values(self, pixels: Sequence[Tensor]) -> Tensor:
         """Every image's patches in one sequence, as the processor batches them."""
         return torch.cat(list(pixels))

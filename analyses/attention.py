@@ -5,8 +5,6 @@ Both read a cache (`HookedLVLM.run_with_cache`); block numbers are block indices
 of block b reads layer b).
 """
 
-import math
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -14,6 +12,7 @@ from matplotlib.figure import Figure
 from mmlens.cache import LVLMActivationCache
 from mmlens.errors import ConfigError
 from mmlens.html import circuitsvis_page
+from mmlens.inputs import grid_positions
 from mmlens.model import HookedLVLM
 
 
@@ -54,13 +53,8 @@ def image_attention(
     """Each head's attention from position `query` to every image patch: one row per (head,
     patch row, patch column), and the head's total attention to the image and to text."""
     pattern = _pattern(cache, block, row)[:, query]  # [head, key]
-    image = cache.inputs.image_mask[row].cpu().numpy()
-    positions = np.flatnonzero(image)
-    side = math.isqrt(len(positions))
-    if len(positions) == 0 or side * side != len(positions):
-        raise ConfigError(
-            f"Row {row} has {len(positions)} image positions; a patch grid needs a square number."
-        )
+    positions = grid_positions(cache.inputs, row).cpu().numpy()
+    columns = cache.inputs.patch_grid(row)[1]
     rows = []
     for head in range(pattern.shape[0]):
         to_image = float(pattern[head, positions].sum())
@@ -68,8 +62,8 @@ def image_attention(
             rows.append(
                 {
                     "head": head,
-                    "patch_row": index // side,
-                    "patch_col": index % side,
+                    "patch_row": index // columns,
+                    "patch_col": index % columns,
                     "attention": float(pattern[head, position]),
                     "head_to_image": to_image,
                     "head_to_text": float(pattern[head].sum()) - to_image,
@@ -84,13 +78,13 @@ def plot_image_attention(
     """One image-grid heatmap per head: where position `query` looks in the image."""
     table = image_attention(cache, block, query, row)
     heads = sorted(table["head"].unique())
-    side = int(table.patch_row.max()) + 1
+    shape = (int(table.patch_row.max()) + 1, int(table.patch_col.max()) + 1)
     top = max(float(table.attention.max()), 1e-9)  # one colour scale for every head
     figure = Figure(figsize=(2.2 * len(heads), 2.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(heads)))
     for axis, head in zip(axes, heads, strict=True):
         part = table[table["head"] == head]
-        grid = part.attention.to_numpy().reshape(side, side)
+        grid = part.attention.to_numpy().reshape(shape)
         axis.imshow(grid, cmap="viridis", vmin=0, vmax=top)
         axis.set_title(f"head {head}: {part.head_to_image.iloc[0]:.0%} to image", fontsize=8)
         axis.set_xticks([])

@@ -72,6 +72,7 @@ def batch_inputs(
         texts=tuple(row.text for row in rows),
         image_kwargs=image_kwargs,
         token_kwargs={key: torch.cat(values) for key, values in per_token.items()},
+        patch_grids=tuple(row.patch_grid(0) for row in rows),
     )
     found = position_ids(batch.attention_mask) if positions is None else positions(batch)
     return dataclasses.replace(batch, position_ids=found)

@@ -1,5 +1,6 @@
 """Images and prompts -> model inputs, with the image positions carried as data."""
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from jaxtyping import Bool, Float, Int
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from mmlens.errors import ImageError
+from mmlens.errors import ConfigError, ImageError
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -89,6 +90,10 @@ class ModelInputs:
     # Per-token tensors [batch, pos] the family's prefill also takes (Gemma 3's `token_type_ids`,
     # which make image tokens attend to each other both ways); decoding steps do without them.
     token_kwargs: Mapping[str, Tensor] = field(default_factory=dict)
+    # Per batch row, the (rows, columns) grid its image tokens form in raster order (after a
+    # CLS token, if kept), or None where they form none (several images, tiles with newline
+    # tokens); empty when unknown, and then a square count is taken for a grid.
+    patch_grids: tuple[tuple[int, int] | None, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -120,6 +125,12 @@ class ModelInputs:
             return None
         return int(positions[0]), int(positions[-1]) + 1
 
+    def patch_grid(self, row: int = 0) -> tuple[int, int] | None:
+        """(rows, columns) of batch row `row`'s image tokens as one patch grid, or None."""
+        if self.patch_grids:
+            return self.patch_grids[row]
+        return square_grid(int(self.image_mask[row].sum()))
+
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the Hugging Face / bridge forward."""
         kwargs: dict[str, Any] = {
@@ -149,4 +160,27 @@ class ModelInputs:
             position_ids=None if self.position_ids is None else self.position_ids.to(device),
             image_kwargs={key: value.to(device) for key, value in self.image_kwargs.items()},
             token_kwargs={key: value.to(device) for key, value in self.token_kwargs.items()},
+            patch_grids=self.patch_grids,
         )
+
+
+def grid_positions(inputs: ModelInputs, row: int = 0) -> Int[Tensor, " n_patch"]:
+    """Sequence positions of batch row `row`'s image patches in raster order over
+    `inputs.patch_grid(row)` (a kept CLS token left out), or a clear error without a grid."""
+    positions = torch.nonzero(inputs.image_mask[row]).flatten()
+    grid = inputs.patch_grid(row)
+    if grid is None:
+        raise ConfigError(
+            f"Row {row}'s {len(positions)} image positions are not one patch grid (several "
+            "images, or tiles with newline tokens): this view needs one image's grid."
+        )
+    return positions[len(positions) - grid[0] * grid[1] :]
+
+
+def square_grid(n_image: int) -> tuple[int, int] | None:
+    """The square grid `n_image` tokens form (a CLS token first allowed), else None."""
+    for count in (n_image, n_image - 1):
+        side = math.isqrt(max(count, 0))
+        if count > 0 and side * side == count:
+            return side, side
+    return None

@@ -107,7 +107,11 @@ class InputPreparation:
                 key: value for key, value in extras.items() if key in adapter.token_kwarg_names
             },
         )
-        inputs = dataclasses.replace(inputs, position_ids=adapter.position_ids(inputs))
+        inputs = dataclasses.replace(
+            inputs,
+            position_ids=adapter.position_ids(inputs),
+            patch_grids=(adapter.patch_grid(inputs, len(images)),),
+        )
         return inputs.to(self.device, self.dtype)
 
     def _inputs(

@@ -1,7 +1,6 @@
 """What a TransformerLens user reaches for on a model, on `HookedLVLM`: thin delegation to the
 bridge (cfg, weights, hooks) and tokens that carry their image (`mmlens.tokens`)."""
 
-import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -108,7 +107,8 @@ class TransformerLensSurface:
         pieces = self.tokenizer.convert_ids_to_tokens(inputs.input_ids[0].tolist())
         if name_patches:
             positions = torch.nonzero(inputs.image_mask[0]).flatten().tolist()
-            for position, name in zip(positions, patch_names(len(positions)), strict=True):
+            names = patch_names(len(positions), inputs.patch_grid(0))
+            for position, name in zip(positions, names, strict=True):
                 pieces[position] = name
         return pieces
 
@@ -174,13 +174,11 @@ def named_hook(
     return call
 
 
-def patch_names(n_image: int) -> list[str]:
-    """Names of `n_image` image positions: "<image r,c>" over a square grid of patches, with
-    "<image cls>" first when the count is a square plus one (a kept CLS token); else numbered."""
-    side = math.isqrt(n_image)
-    if side * side == n_image:
-        return [f"<image {r},{c}>" for r in range(side) for c in range(side)]
-    side = math.isqrt(max(n_image - 1, 0))
-    if n_image > 1 and side * side == n_image - 1:
-        return ["<image cls>", *[f"<image {r},{c}>" for r in range(side) for c in range(side)]]
-    return [f"<image {i}>" for i in range(n_image)]
+def patch_names(n_image: int, grid: tuple[int, int] | None) -> list[str]:
+    """Names of `n_image` image positions: "<image r,c>" over their patch `grid`, with
+    "<image cls>" first when there is one more position (a kept CLS token); numbered without a
+    grid (several images, tiles with newline tokens)."""
+    if grid is None or grid[0] * grid[1] not in (n_image, n_image - 1):
+        return [f"<image {i}>" for i in range(n_image)]
+    names = [f"<image {r},{c}>" for r in range(grid[0]) for c in range(grid[1])]
+    return names if len(names) == n_image else ["<image cls>", *names]

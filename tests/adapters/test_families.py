@@ -169,3 +169,36 @@ def test_several_images_in_one_prompt(case, photo, wide_photo):
     expected = case.hf.generate(**case.hf_kwargs(inputs), max_new_tokens=10, do_sample=False)
     ours = case.model.generate(inputs=inputs, max_new_tokens=10)
     assert ours.token_ids == expected[0, inputs.n_positions :].tolist()
+
+
+EXPECTED_GRIDS = {
+    "llava_original": (4, 4),
+    "llava_next": None,
+    "qwen2_5_vl": (3, 4),
+    "gemma3": (2, 2),
+}
+
+
+def test_patch_grids_name_positions_and_drive_the_grid_views(case, prepared, photo, wide_photo):
+    from mmlens.analyses.attention import image_attention
+    from mmlens.analyses.patching import image_regions
+    from mmlens.errors import ConfigError
+
+    grid = prepared.patch_grid(0)
+    assert grid == EXPECTED_GRIDS[case.name]
+    names = [case.model.to_str_tokens(prepared)[p] for p in prepared.image_positions.tolist()]
+    _, cache = case.model.run_with_cache(inputs=prepared)
+    if grid is None:
+        assert names == [f"<image {i}>" for i in range(len(names))]
+        with pytest.raises(ConfigError, match="not one patch grid"):
+            image_regions(prepared)
+        return
+    assert names[-1] == f"<image {grid[0] - 1},{grid[1] - 1}>"
+    regions = image_regions(prepared, per_side=2)
+    covered = sorted(p for positions in regions.values() for p in positions.tolist())
+    assert covered == prepared.image_positions.tolist()
+    table = image_attention(cache, block=0)
+    assert table.patch_row.max() + 1 == grid[0] and table.patch_col.max() + 1 == grid[1]
+    token = case.model.adapter.image_token
+    several = case.model.prepare([wide_photo, photo], f"{token} {token}")
+    assert several.patch_grid(0) is None

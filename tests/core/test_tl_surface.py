@@ -52,11 +52,13 @@ def test_tokens_carry_their_image(shapes_model, images):
 
 
 def test_patch_names_follow_the_grid():
-    assert patch_names(4) == ["<image 0,0>", "<image 0,1>", "<image 1,0>", "<image 1,1>"]
-    assert patch_names(577)[:2] == ["<image cls>", "<image 0,0>"]  # CLIP with its CLS kept
-    assert patch_names(577)[-1] == "<image 23,23>" and patch_names(3) == [
-        "<image 0>", "<image 1>", "<image 2>",
-    ]  # fmt: skip
+    assert patch_names(4, (2, 2)) == ["<image 0,0>", "<image 0,1>", "<image 1,0>", "<image 1,1>"]
+    grid = patch_names(577, (24, 24))
+    assert grid[:2] == ["<image cls>", "<image 0,0>"]  # CLIP with its CLS kept
+    assert grid[-1] == "<image 23,23>" and patch_names(6, (2, 3))[-1] == "<image 1,2>"
+    # No grid (several images, tiles with newlines), or one that does not fit: numbered.
+    assert patch_names(3, None) == ["<image 0>", "<image 1>", "<image 2>"]
+    assert patch_names(5, (2, 3)) == [f"<image {i}>" for i in range(5)]
 
 
 def test_loss_is_next_token_cross_entropy_on_text(shapes_model, images):
