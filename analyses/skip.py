@@ -22,6 +22,7 @@ import pandas as pd
 
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.stages import TraceStages
+from mmlens.errors import ConfigError
 
 LAST_LAYERS_KEPT = 5
 
@@ -123,7 +124,12 @@ def skip_experiments(
     plan = skip_plan(stages, model.n_blocks) if stages is not None else {}
     plan |= {name: sorted(set(blocks)) for name, blocks in (extra or {}).items()}
     if not plan:
-        raise ValueError("Nothing to skip: give stages with a critical layer, or `extra` sets.")
+        raise ConfigError(
+            "Nothing to skip: none of the paper's skip sets applies to these stages (they need "
+            "a critical layer, skip.1 and skip.2 a mutation layer after it, skip.3 more than "
+            f"{LAST_LAYERS_KEPT} blocks after it) and no `extra` sets were given (from the "
+            "shell: --blocks NAME=1,2)."
+        )
     inputs = model.prepare(image, prompt)
     original = model.generate(inputs=inputs, max_new_tokens=max_new_tokens)
     variants = {}

@@ -82,3 +82,10 @@ def test_skip_experiments_really_skip(tiny, photo):
             photo, "describe the image .", max_new_tokens=8, skip_layers=list(row.skip_blocks)
         )
         assert row.text == expected.text
+
+
+def test_nothing_to_skip_is_a_clear_error(tiny, photo):
+    from mmlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Nothing to skip.*--blocks"):
+        skip_experiments(tiny, photo, "describe", stages=None, max_new_tokens=2)
