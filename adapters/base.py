@@ -30,6 +30,10 @@ class Adapter(ABC):
     hook_aliases: ClassVar[Mapping[str, str]] = {}
     #: Image preprocessing modes this family offers; the first one is the default.
     image_modes: ClassVar[tuple[str, ...]] = ("processor",)
+    #: The family's template for one user turn, around "{prompt}".
+    chat_template: ClassVar[str] = "{prompt}"
+    #: What goes before the prompt for an image the prompt does not place, around "{image}".
+    image_prefix: ClassVar[str] = "{image}"
     #: Keywords of `encode`'s output that are per token ([batch, pos]), not per image.
     token_kwarg_names: ClassVar[tuple[str, ...]] = ()
     #: Keyword options `mmlens.load(..., **options)` passes on to `from_directory`.
@@ -82,13 +86,17 @@ class Adapter(ABC):
     def tokenizer(self) -> Any:
         """The text tokenizer (a `transformers` tokenizer)."""
 
-    @abstractmethod
     def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
-        """Wrap a user prompt in the family's chat template, placing the image token."""
+        """Wrap a user prompt in the family's chat template (`chat_template`), with the image
+        token first (`image_prefix`) unless the prompt places it."""
+        if with_image and self.image_token not in prompt:
+            prompt = self.image_prefix.format(image=self.image_token) + prompt
+        return self.chat_template.format(prompt=prompt)
 
-    @abstractmethod
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
-        """Apply the family's image-level preprocessing `mode` (e.g. padding) to an RGB image."""
+        """Apply the family's image-level preprocessing `mode` (e.g. padding) to an RGB image;
+        by default there is none (the processor does it all)."""
+        return image
 
     @abstractmethod
     def encode(self, text: str, images: Sequence[Image.Image]) -> dict[str, Tensor]:
@@ -148,10 +156,18 @@ def original_module(module: nn.Module) -> nn.Module:
     return getattr(module, "original_component", None) or module
 
 
-def require_safetensors(path: Path) -> None:
-    """Refuse a checkpoint folder without safetensors weights (mmlens never unpickles)."""
+def load_hf_model(model_class: Any, path: Path, dtype: torch.dtype) -> nn.Module:
+    """A `transformers` model from a local folder: offline, safetensors only (mmlens never
+    unpickles), no remote code, and the eager attention the bridge's hooks see."""
     if not any(path.glob("*.safetensors")):
         raise CheckpointNotFoundError(
             f"{path} has no *.safetensors weights; mmlens loads safetensors only "
             "(convert the checkpoint with `save_pretrained(..., safe_serialization=True)`)."
         )
+    return model_class.from_pretrained(
+        path,
+        dtype=dtype,
+        local_files_only=True,
+        use_safetensors=True,
+        attn_implementation="eager",
+    )

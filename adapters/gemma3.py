@@ -12,7 +12,6 @@ carries with the inputs.
 from typing import ClassVar
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
 
@@ -48,18 +47,12 @@ class Gemma3Adapter(LlavaAdapter):
     image_modes: ClassVar[tuple[str, ...]] = ("processor",)
     model_class: ClassVar[type[PreTrainedModel]] = Gemma3ForConditionalGeneration
     token_kwarg_names: ClassVar[tuple[str, ...]] = ("token_type_ids",)
+    chat_template: ClassVar[str] = CHAT_TEMPLATE
+    image_prefix: ClassVar[str] = "{image}"
 
     @property
     def image_token(self) -> str:
         return str(self.processor.boi_token)
-
-    def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
-        if with_image and self.image_token not in prompt:
-            prompt = self.image_token + prompt
-        return CHAT_TEMPLATE.format(prompt=prompt)
-
-    def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
-        return image
 
     def unembed(self) -> nn.Module:
         head = original_module(self.hf_model.lm_head)

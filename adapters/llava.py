@@ -9,18 +9,19 @@ from PIL import Image
 from torch import Tensor
 from transformers import AutoProcessor, LlavaForConditionalGeneration, PreTrainedModel
 
-from mmlens.adapters.base import Adapter, require_safetensors
+from mmlens.adapters.base import Adapter, load_hf_model
 from mmlens.errors import CheckpointNotFoundError
 
-#: LLaVA-1.5's conversation template; the image token goes inside `prompt`.
+#: LLaVA-1.5's conversation template; the image token goes inside `prompt`, first by default.
 CHAT_TEMPLATE = "USER: {prompt} ASSISTANT:"
+IMAGE_PREFIX = "{image}\n"
 
 
 def image_chat(prompt: str, image_token: str = "<image>") -> str:
     """`prompt` in LLaVA-1.5's template with the image first (unless the prompt places it), as
     `LlavaAdapter.chat_prompt` builds it; the shipped models were trained on exactly this."""
     if image_token not in prompt:
-        prompt = f"{image_token}\n{prompt}"
+        prompt = IMAGE_PREFIX.format(image=image_token) + prompt
     return CHAT_TEMPLATE.format(prompt=prompt)
 
 
@@ -53,19 +54,14 @@ class LlavaAdapter(Adapter):
     image_modes: ClassVar[tuple[str, ...]] = ("pad", "processor")
     #: The `transformers` class that loads the checkpoint.
     model_class: ClassVar[type[PreTrainedModel]] = LlavaForConditionalGeneration
+    chat_template: ClassVar[str] = CHAT_TEMPLATE
+    image_prefix: ClassVar[str] = IMAGE_PREFIX
 
     @classmethod
     def from_directory(
         cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
     ) -> "LlavaAdapter":
-        require_safetensors(path)
-        model = cls.model_class.from_pretrained(
-            path,
-            dtype=dtype,
-            local_files_only=True,
-            use_safetensors=True,
-            attn_implementation="eager",
-        )
+        model = load_hf_model(cls.model_class, path, dtype)
         try:
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         except Exception as error:  # transformers raises many types here
@@ -85,11 +81,6 @@ class LlavaAdapter(Adapter):
     @property
     def image_token_id(self) -> int:
         return int(self.hf_model.config.image_token_id)
-
-    def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
-        if with_image:
-            return image_chat(prompt, self.image_token)
-        return CHAT_TEMPLATE.format(prompt=prompt)
 
     def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
         if mode == "pad":

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-from PIL import Image
 from torch import Tensor
 from transformers import LlavaNextForConditionalGeneration, PreTrainedModel
 
@@ -43,9 +42,6 @@ class LlavaNextAdapter(LlavaAdapter):
             content.insert(0, {"type": "image"})
         messages = [{"role": "user", "content": content}]
         return str(self.processor.apply_chat_template(messages, add_generation_prompt=True))
-
-    def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
-        return image
 
     def patch_grid(self, inputs: ModelInputs, n_images: int) -> tuple[int, int] | None:
         """None: the overview tile, then the unpadded grid with a newline token per row."""

@@ -22,7 +22,7 @@ from transformer_lens.model_bridge.supported_architectures.qwen2_5_vl import (
 from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from mmlens.adapters.base import Adapter, require_safetensors
+from mmlens.adapters.base import Adapter, load_hf_model
 from mmlens.batching import position_ids
 from mmlens.errors import CheckpointNotFoundError, PromptError
 from mmlens.inputs import ModelInputs
@@ -68,19 +68,13 @@ class Qwen2_5_VLAdapter(Adapter):
         "hook_image_embeds": "vision_projector.hook_out",
     }
     image_modes: ClassVar[tuple[str, ...]] = ("processor",)
+    chat_template: ClassVar[str] = CHAT_TEMPLATE
 
     @classmethod
     def from_directory(
         cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
     ) -> "Qwen2_5_VLAdapter":
-        require_safetensors(path)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path,
-            dtype=dtype,
-            local_files_only=True,
-            use_safetensors=True,
-            attn_implementation="eager",
-        )
+        model = load_hf_model(Qwen2_5_VLForConditionalGeneration, path, dtype)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
@@ -102,14 +96,6 @@ class Qwen2_5_VLAdapter(Adapter):
     @property
     def image_token_id(self) -> int:
         return int(self.hf_model.config.image_token_id)
-
-    def chat_prompt(self, prompt: str, *, with_image: bool) -> str:
-        if with_image and self.image_token not in prompt:
-            prompt = self.image_token + prompt
-        return CHAT_TEMPLATE.format(prompt=prompt)
-
-    def prepare_image(self, image: Image.Image, mode: str) -> Image.Image:
-        return image
 
     def encode(self, text: str, images: Sequence[Image.Image]) -> dict[str, Tensor]:
         pieces = text.split(IMAGE_PAD)

@@ -29,9 +29,9 @@
 # mmlens report photo.jpg --model llava-v1.5-7b-hf --device cuda --dtype bfloat16
 #
 # # A whole benchmark, any family: resumable, sharded (torchrun for several GPUs)
-# mmlens run pope --data coco_pope_random.json --images val2014/ --model Qwen/Qwen2.5-VL-7B-Instruct \
-#   --device cuda --dtype bfloat16 --out run-qwen
-# mmlens link run-qwen
+# mmlens run pope --data coco_pope_random.json --images val2014/ \
+#   --model Qwen/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16 --out run-qwen
+# mmlens link run-qwen --out link-qwen
 # ```
 #
 # The Python below does the same for every model named in `MMLENS_MODELS` (comma-separated).
