@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 from _families import FAMILIES, build_case
-from _support import hf_without_blocks, paper_code_divergence, reference_logprobs
+from _support import (
+    assert_every_layer_equals_hf,
+    hf_without_blocks,
+    paper_code_divergence,
+    reference_logprobs,
+)
 from scipy.spatial.distance import jensenshannon
 
 PROMPT = "describe this image in detail ."
@@ -37,16 +42,7 @@ def test_logits_and_every_layer_equal_hf(case, prepared):
     reference = case.hf(**case.hf_kwargs(prepared), output_hidden_states=True)
     logits, cache = case.model.run_with_cache(inputs=prepared)
     torch.testing.assert_close(logits, reference.logits, atol=ATOL, rtol=0)
-    hidden = reference.hidden_states
-    n_blocks = case.model.n_blocks
-    assert len(hidden) == n_blocks + 1
-    torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], hidden[0], atol=ATOL, rtol=0)
-    for block in range(n_blocks - 1):
-        torch.testing.assert_close(
-            cache[f"blocks.{block}.hook_resid_post"], hidden[block + 1], atol=ATOL, rtol=0
-        )
-    last = cache[f"blocks.{n_blocks - 1}.hook_resid_post"]
-    torch.testing.assert_close(case.model.adapter.final_norm()(last), hidden[-1], atol=ATOL, rtol=0)
+    assert_every_layer_equals_hf(case.model, cache, reference.hidden_states, atol=ATOL)
 
 
 def test_text_only_equals_hf(case):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from _support import SPECS, load_hf
+from _support import SPECS, assert_every_layer_equals_hf, load_hf
 
 import mmlens
 
@@ -43,18 +43,7 @@ def test_logits_and_hidden_states_match_hf(pair, photo):
     reference = hf(**inputs.model_kwargs(), output_hidden_states=True)
     logits, cache = model.run_with_cache(inputs=inputs)
     torch.testing.assert_close(logits, reference.logits, atol=ATOL, rtol=0)
-    hidden = reference.hidden_states
-    n_blocks = model.n_blocks
-    assert len(hidden) == n_blocks + 1
-    torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], hidden[0], atol=ATOL, rtol=0)
-    for block in range(n_blocks - 1):
-        torch.testing.assert_close(
-            cache[f"blocks.{block}.hook_resid_post"], hidden[block + 1], atol=ATOL, rtol=0
-        )
-    # HF's last hidden state is already final-normed; ours is the raw residual.
-    last = cache[f"blocks.{n_blocks - 1}.hook_resid_post"]
-    torch.testing.assert_close(model.adapter.final_norm()(last), hidden[-1], atol=ATOL, rtol=0)
-    torch.testing.assert_close(cache["ln_final.hook_normalized"], hidden[-1], atol=ATOL, rtol=0)
+    assert_every_layer_equals_hf(model, cache, reference.hidden_states, atol=ATOL)
 
 
 def test_vision_hooks_are_what_llava_feeds_the_projector(pair, photo):
