@@ -45,6 +45,9 @@ class FamilyCase:
     name: str
     model: HookedLVLM
     hf: Any
+    #: What `mmlens ... --model` takes: the checkpoint folder, or for the original format the
+    #: `mmlens convert` arguments (checkpoint, --vision-tower, tower).
+    cli_source: tuple[str, ...]
 
     def hf_kwargs(self, inputs: ModelInputs) -> dict[str, Any]:
         """The inputs Hugging Face's own forward and `generate` take for these: Qwen2.5-VL gets
@@ -95,18 +98,22 @@ def build_case(name: str, root: Path) -> FamilyCase:
         folders = build_tiny_original_llava(root)
         model = mmlens.load(folders.original, vision_tower=folders.tower)
         hf = LlavaForConditionalGeneration.from_pretrained(folders.hf, attn_implementation="eager")
+        source = (str(folders.original), "--vision-tower", str(folders.tower))
     elif name == "llava_next":
         path = build_tiny_llava_next(root)
         model = mmlens.load(path)
         hf = LlavaNextForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
+        source = (str(path),)
     elif name == "qwen2_5_vl":
         path = build_tiny_qwen2_5_vl(root)
         model = mmlens.load(path)
         hf = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
+        source = (str(path),)
     elif name == "gemma3":
         path = build_tiny_gemma3(root)
         model = mmlens.load(path)
         hf = Gemma3ForConditionalGeneration.from_pretrained(path, attn_implementation="eager")
+        source = (str(path),)
     else:
         raise ValueError(name)
-    return FamilyCase(name, model, hf.eval())
+    return FamilyCase(name, model, hf.eval(), source)

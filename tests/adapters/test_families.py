@@ -198,3 +198,27 @@ def test_patch_grids_name_positions_and_drive_the_grid_views(case, prepared, pho
     token = case.model.adapter.image_token
     several = case.model.prepare([wide_photo, photo], f"{token} {token}")
     assert several.patch_grid(0) is None
+
+
+def test_the_cli_runs_every_family(case, wide_photo, tmp_path, capsys):
+    from PIL import Image
+
+    from mmlens.cli import main
+    from mmlens.cli.options import DEFAULT_PROMPT
+    from mmlens.trace import Trace
+
+    image = tmp_path / "cat.png"
+    Image.fromarray(wide_photo).save(image)
+    model = case.cli_source[0]
+    if len(case.cli_source) > 1:  # the original format: convert once, then use the output
+        model = str(tmp_path / "converted")
+        assert main(["convert", *case.cli_source[:1], model, *case.cli_source[1:]]) == 0
+    out = tmp_path / "trace"
+    args = ["trace", str(image), "--model", model, "--max-new-tokens", "4", "--out", str(out)]
+    assert main(args) == 0
+    assert Trace.load(out).token_ids.tolist() == (
+        case.model.trace(
+            wide_photo, "Please describe this image in detail.", max_new_tokens=4
+        ).token_ids.tolist()
+    )
+    assert "Generated" in capsys.readouterr().out
