@@ -204,7 +204,6 @@ def test_the_cli_runs_every_family(case, wide_photo, tmp_path, capsys):
     from PIL import Image
 
     from mmlens.cli import main
-    from mmlens.cli.options import DEFAULT_PROMPT
     from mmlens.trace import Trace
 
     image = tmp_path / "cat.png"
