@@ -1,5 +1,6 @@
 """What a model family provides to `HookedLVLM`: loading, prompts, images and module paths."""
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -171,3 +172,14 @@ def load_hf_model(model_class: Any, path: Path, dtype: torch.dtype) -> nn.Module
         use_safetensors=True,
         attn_implementation="eager",
     )
+
+
+def read_config(config_file: Path) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict, or a clear error naming the damaged file."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointNotFoundError(f"{config_file} is not valid JSON ({error}).") from error
+    if not isinstance(config, dict):
+        raise CheckpointNotFoundError(f"{config_file} does not hold a JSON object.")
+    return config

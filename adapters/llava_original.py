@@ -10,7 +10,6 @@ embedding). Everything else is copied unchanged, so the converted model computes
 original does. Preprocessing is the original's: pad to a square of the mean colour (`"pad"`).
 """
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ from transformers import (
     LlavaProcessor,
 )
 
+from mmlens.adapters.base import read_config
 from mmlens.adapters.llava import LlavaAdapter
 from mmlens.errors import CheckpointNotFoundError, ConfigError, UnsupportedModelError
 
@@ -63,7 +63,7 @@ _LLAMA_FIELDS = (
 def read_original_config(checkpoint: Path) -> dict[str, Any]:
     """The original checkpoint's config.json, refused with the setting's name if the converter
     does not support it (LLaVA-1.5's layout: 2-layer GELU projector, no image start/end tokens)."""
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = read_config(checkpoint / "config.json")
     for key, allowed in SUPPORTED_SETTINGS.items():
         if config.get(key) not in allowed:
             raise UnsupportedModelError(
@@ -171,7 +171,12 @@ def llava_config(original: dict[str, Any], tower: Path) -> LlavaConfig:
     """The llava-hf config of an original checkpoint whose CLIP tower is the folder `tower`."""
     text = LlamaConfig(**{key: original[key] for key in _LLAMA_FIELDS if key in original})
     text.vocab_size = original["vocab_size"] + 1
-    vision = CLIPVisionConfig.from_pretrained(tower, local_files_only=True)
+    try:
+        vision = CLIPVisionConfig.from_pretrained(tower, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointNotFoundError(
+            f"The CLIP tower {tower} has no readable config.json ({error})."
+        ) from error
     feature = original.get("mm_vision_select_feature") or "patch"
     return LlavaConfig(
         vision_config=vision.to_dict(),
@@ -285,6 +290,6 @@ class LlavaOriginalAdapter(LlavaAdapter):
 def torch_dtype(checkpoint: Path) -> torch.dtype:
     """The dtype the original checkpoint was saved in (float16 for LLaVA-1.5), to convert without
     a rounding step."""
-    name = json.loads((checkpoint / "config.json").read_text()).get("torch_dtype") or "float32"
+    name = read_config(checkpoint / "config.json").get("torch_dtype") or "float32"
     dtype = getattr(torch, str(name), None)
     return dtype if isinstance(dtype, torch.dtype) else torch.float32

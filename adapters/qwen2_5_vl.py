@@ -24,7 +24,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from mmlens.adapters.base import Adapter, load_hf_model
 from mmlens.batching import position_ids
-from mmlens.errors import CheckpointNotFoundError, PromptError
+from mmlens.errors import CheckpointNotFoundError, ImageError, PromptError
 from mmlens.inputs import ModelInputs
 
 IMAGE_PAD = "<|image_pad|>"
@@ -106,9 +106,16 @@ class Qwen2_5_VLAdapter(Adapter):
             )
         processed: dict[str, Tensor] = {}
         if images:
-            processed = dict(
-                self.processor.image_processor(images=list(images), return_tensors="pt")
-            )
+            try:
+                processed = dict(
+                    self.processor.image_processor(images=list(images), return_tensors="pt")
+                )
+            except ValueError as error:  # e.g. an aspect ratio beyond 200:1
+                sizes = ", ".join(f"{image.width}x{image.height}" for image in images)
+                raise ImageError(
+                    f"Qwen2.5-VL's image processor refuses the image ({sizes}): {error}. "
+                    "Crop or pad it first."
+                ) from error
             merge = int(self.hf_model.config.vision_config.spatial_merge_size)
             counts = [int(grid.prod()) // merge**2 for grid in processed["image_grid_thw"]]
             text = pieces[0] + "".join(

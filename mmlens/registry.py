@@ -1,10 +1,10 @@
 """Which adapter loads a checkpoint: built-in families plus the `mmlens.adapters` entry points."""
 
-import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from mmlens.adapters import ADAPTERS, Adapter
+from mmlens.adapters.base import read_config
 from mmlens.errors import CheckpointNotFoundError, UnsupportedModelError
 
 ENTRY_POINT_GROUP = "mmlens.adapters"
@@ -40,7 +40,7 @@ def read_architecture(checkpoint: Path) -> str:
     config_file = checkpoint / "config.json"
     if not config_file.is_file():
         raise CheckpointNotFoundError(f"{checkpoint} has no config.json; is it a checkpoint?")
-    architectures = json.loads(config_file.read_text()).get("architectures") or []
+    architectures = read_config(config_file).get("architectures") or []
     if not architectures:
         raise UnsupportedModelError(
             f"{config_file} names no architecture; "

@@ -132,7 +132,7 @@ def test_a_batch_equals_each_row_alone(case, photo, wide_photo):
         assert row.token_ids == case.model.generate(image, prompt, max_new_tokens=8).token_ids
 
 
-def test_misplaced_image_tokens_are_clear_errors(case, photo):
+def test_misplaced_image_tokens_and_odd_images_are_clear_errors(case, photo):
     from mmlens.errors import PromptError
 
     token = case.model.adapter.image_token
@@ -143,6 +143,14 @@ def test_misplaced_image_tokens_are_clear_errors(case, photo):
     if case.name == "qwen2_5_vl":  # the bare pad without its start and end markers
         with pytest.raises(PromptError, match="image_pad"):
             case.model.prepare(photo, "<|image_pad|> describe")
+    thin = np.zeros((1, 500, 3), dtype=np.uint8)
+    if case.name == "qwen2_5_vl":  # its processor refuses aspect ratios beyond 200:1
+        from mmlens.errors import ImageError
+
+        with pytest.raises(ImageError, match="500x1.*Crop or pad"):
+            case.model.prepare(thin, PROMPT)
+    else:
+        assert case.model.prepare(thin, PROMPT).image_mask.any()
 
 
 def test_several_images_in_one_prompt(case, photo, wide_photo):

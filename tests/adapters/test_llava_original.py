@@ -66,6 +66,14 @@ def test_a_missing_tower_is_one_clear_error(folders):
         mmlens.load(folders.original, vision_tower="/nonexistent/clip")
 
 
+def test_a_tower_without_its_config_is_named(folders, tmp_path):
+    tower = tmp_path / "tower"
+    shutil.copytree(folders.tower, tower)
+    (tower / "config.json").unlink()
+    with pytest.raises(CheckpointNotFoundError, match="tower .* has no readable config.json"):
+        mmlens.load(folders.original, vision_tower=tower)
+
+
 def test_unknown_load_options_are_refused(folders):
     with pytest.raises(ConfigError, match="vision_towr: not an option"):
         mmlens.load(folders.original, vision_towr=folders.tower)

@@ -96,6 +96,15 @@ def test_unsupported_family(tmp_path):
         assert supported in str(raised.value)
 
 
+def test_damaged_config_is_one_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"architectures": ["LlavaForCondit')
+    with pytest.raises(CheckpointNotFoundError, match="config.json is not valid JSON"):
+        mmlens.load(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointNotFoundError, match="does not hold a JSON object"):
+        mmlens.load(tmp_path)
+
+
 def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(CheckpointNotFoundError, match="never downloads"):
