@@ -171,6 +171,8 @@ def llava_config(original: dict[str, Any], tower: Path) -> LlavaConfig:
     """The llava-hf config of an original checkpoint whose CLIP tower is the folder `tower`."""
     text = LlamaConfig(**{key: original[key] for key in _LLAMA_FIELDS if key in original})
     text.vocab_size = original["vocab_size"] + 1
+    if not (tower / "config.json").is_file():  # transformers would fall back to defaults
+        raise CheckpointNotFoundError(f"The CLIP tower {tower} has no readable config.json.")
     try:
         vision = CLIPVisionConfig.from_pretrained(tower, local_files_only=True)
     except (OSError, ValueError) as error:
