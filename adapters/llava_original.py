@@ -39,6 +39,7 @@ SUPPORTED_SETTINGS: dict[str, tuple[Any, ...]] = {
     "mm_use_im_start_end": (False, None),
     "mm_patch_merge_type": ("flat", None),
     "mm_vision_select_feature": ("patch", "cls_patch", None),
+    "tie_word_embeddings": (False, None),
 }
 _LLAMA_FIELDS = (
     "vocab_size",
@@ -104,7 +105,7 @@ def safetensors_weights(folder: Path, what: str) -> dict[str, Tensor]:
         pickled = sorted(p.name for p in folder.glob("*.bin"))
         hint = (
             f" It has pickle weights ({', '.join(pickled[:3])}); mmlens never unpickles. "
-            "Convert them once where you trust the file (README: 'Original LLaVA checkpoints')."
+            "Convert them once where you trust the file (README, 'Model families')."
             if pickled
             else ""
         )
@@ -189,7 +190,7 @@ def llava_config(original: dict[str, Any], tower: Path) -> LlavaConfig:
         vision_feature_select_strategy="default" if feature == "patch" else "full",
         image_seq_length=(vision.image_size // vision.patch_size) ** 2,
         architectures=["LlavaForConditionalGeneration"],
-        tie_word_embeddings=bool(original.get("tie_word_embeddings", False)),
+        tie_word_embeddings=False,
     )
 
 
@@ -241,9 +242,6 @@ def convert_original(
     state = converted_weights(weights, tower_state, original["vocab_size"])
     with torch.device("meta"):
         expected = set(LlavaForConditionalGeneration(config).state_dict())
-    if config.tie_word_embeddings:
-        expected.discard("lm_head.weight")
-        state.pop("lm_head.weight", None)
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise CheckpointNotFoundError(

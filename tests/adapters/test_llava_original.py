@@ -111,6 +111,7 @@ def test_a_missing_weight_is_named(folders, tmp_path):
         {"mm_projector_type": "linear"},
         {"mm_use_im_start_end": True},
         {"mm_patch_merge_type": "spatial_unpad"},
+        {"tie_word_embeddings": True},
     ],
 )
 def test_layouts_other_than_llava_1_5_are_refused_by_name(folders, tmp_path, setting):
