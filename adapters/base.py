@@ -157,14 +157,26 @@ def original_module(module: nn.Module) -> nn.Module:
     return getattr(module, "original_component", None) or module
 
 
+def require_safetensors(folder: Path, what: str = "The checkpoint") -> list[Path]:
+    """The folder's *.safetensors files, or a clear error: mmlens loads safetensors only and
+    never unpickles (a folder of pickle *.bin weights is told how to convert them)."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*.bin"))
+        hint = (
+            f" It has pickle weights ({', '.join(pickled[:3])}); mmlens never unpickles. "
+            "Convert them once where you trust the file (README, 'Model families')."
+            if pickled
+            else " mmlens loads safetensors only (`save_pretrained(..., safe_serialization=True)`)."
+        )
+        raise CheckpointNotFoundError(f"{what} {folder} has no *.safetensors weights.{hint}")
+    return files
+
+
 def load_hf_model(model_class: Any, path: Path, dtype: torch.dtype) -> nn.Module:
     """A `transformers` model from a local folder: offline, safetensors only (mmlens never
     unpickles), no remote code, and the eager attention the bridge's hooks see."""
-    if not any(path.glob("*.safetensors")):
-        raise CheckpointNotFoundError(
-            f"{path} has no *.safetensors weights; mmlens loads safetensors only "
-            "(convert the checkpoint with `save_pretrained(..., safe_serialization=True)`)."
-        )
+    require_safetensors(path)
     return model_class.from_pretrained(
         path,
         dtype=dtype,

@@ -28,7 +28,7 @@ from transformers import (
     LlavaProcessor,
 )
 
-from mmlens.adapters.base import read_config
+from mmlens.adapters.base import read_config, require_safetensors
 from mmlens.adapters.llava import LlavaAdapter
 from mmlens.errors import CheckpointNotFoundError, ConfigError, UnsupportedModelError
 
@@ -100,18 +100,8 @@ def find_vision_tower(config: dict[str, Any], given: str | Path | None) -> Path:
 
 def safetensors_weights(folder: Path, what: str) -> dict[str, Tensor]:
     """Every tensor in a folder's *.safetensors files (never pickle: *.bin is refused)."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        pickled = sorted(p.name for p in folder.glob("*.bin"))
-        hint = (
-            f" It has pickle weights ({', '.join(pickled[:3])}); mmlens never unpickles. "
-            "Convert them once where you trust the file (README, 'Model families')."
-            if pickled
-            else ""
-        )
-        raise CheckpointNotFoundError(f"{what} {folder} has no *.safetensors weights.{hint}")
     weights: dict[str, Tensor] = {}
-    for file in files:
+    for file in require_safetensors(folder, what):
         try:
             weights.update(load_file(file))
         except (SafetensorError, OSError) as error:
