@@ -228,8 +228,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         """Generation with the KV cache; `skip_layers` (block indices) are not computed.
 
         Greedy by default; `do_sample=True` samples as `transformers` does (temperature, top-k,
-        top-p), from `seed` if given, so a run repeats exactly. Lists of images and prompts (or
-        batched `inputs`, or tokens from `to_tokens`) give one result per row. `return_type`:
+        top-p), from a generator of its own seeded with `seed`, else from torch's global one (so
+        `torch.manual_seed(n)` repeats a run, as in TransformerLens). Lists of images and prompts
+        (or batched `inputs`, or tokens from `to_tokens`) give one result per row. `return_type`:
         "generation" (`Generation`: new ids and text), or as TransformerLens: "str" (prompt and
         continuation as text), "tokens" (prompt and new ids, [batch, pos + new], rows that
         stopped early padded) or "input" (tokens for token input, else text).

@@ -1,6 +1,6 @@
 """Choosing the next token: greedy, or sampled as `transformers` samples (temperature, then
-top-k, then top-p filtering, then one multinomial draw per step), from a seeded generator so a
-run can be repeated exactly."""
+top-k, then top-p filtering, then one multinomial draw per step), from the sampler's own seeded
+generator or torch's global one."""
 
 from dataclasses import dataclass, field
 
@@ -18,13 +18,15 @@ def greedy(logits: Float[Tensor, "batch d_vocab"]) -> list[int]:
 
 @dataclass
 class Sampler:
-    """Sample each row's next token; `seed` makes it reproducible (None: a random seed)."""
+    """Sample each row's next token. `seed` gives the sampler its own generator, so a run repeats
+    exactly whatever else draws random numbers; with `seed=None` it draws from torch's global
+    generator, as `transformers` and TransformerLens do, so `torch.manual_seed(n)` repeats it."""
 
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
-    generator: torch.Generator = field(init=False, repr=False)
+    generator: torch.Generator | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -33,11 +35,9 @@ class Sampler:
             raise ConfigError(f"top_k={self.top_k}: use an integer >= 1 (or None).")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p={self.top_p}: use a value in (0, 1] (or None).")
-        self.generator = torch.Generator()
-        if self.seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(self.seed)
+        self.generator = None
+        if self.seed is not None:
+            self.generator = torch.Generator().manual_seed(self.seed)
 
     def filtered(self, logits: Float[Tensor, "batch d_vocab"]) -> Float[Tensor, "batch d_vocab"]:
         """Scores after temperature, top-k and top-p, as `transformers`' logits warpers."""

@@ -212,6 +212,29 @@ def test_sampling_is_seeded_and_equals_transformers(shapes_model, images, settin
     assert out[0, inputs.n_positions :].tolist() == mine.token_ids
 
 
+def test_sampling_without_seed_follows_torch_manual_seed(shapes_model, images):
+    """With `seed=None` sampling draws from torch's global generator, as transformers and
+    TransformerLens do: `torch.manual_seed(n)` before each call repeats the text, and it is the
+    text HF's `generate` samples after the same `manual_seed`."""
+    model, (red, _) = shapes_model, images
+    prompt = "please describe this image in detail ."
+    texts = []
+    for _ in range(2):
+        torch.manual_seed(11)
+        texts.append(model.generate(red, prompt, max_new_tokens=20, do_sample=True).token_ids)
+    assert texts[0] == texts[1]
+    torch.manual_seed(12)
+    other = model.generate(red, prompt, max_new_tokens=20, do_sample=True, temperature=3.0)
+    torch.manual_seed(11)
+    hot = model.generate(red, prompt, max_new_tokens=20, do_sample=True, temperature=3.0)
+    assert other.token_ids != hot.token_ids  # the global seed really drives the draw
+    hf = load_hf(shipped_models()["mmlens/shapes"])
+    inputs = model.prepare(red, prompt)
+    torch.manual_seed(11)
+    out = hf.generate(**inputs.model_kwargs(), do_sample=True, max_new_tokens=20, top_k=None)
+    assert out[0, inputs.n_positions :].tolist() == texts[0]
+
+
 def test_generate_speaks_transformer_lens(shapes_model, images):
     model, (red, _) = shapes_model, images
     prompt = "please describe this image in detail ."
