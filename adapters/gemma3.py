@@ -11,8 +11,7 @@ carries with the inputs.
 
 from typing import ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
 
 from mmlens.adapters.base import original_module
@@ -20,19 +19,6 @@ from mmlens.adapters.llava import LlavaAdapter
 
 #: Gemma's chat format for one user turn (the tokenizer adds `<bos>`).
 CHAT_TEMPLATE = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
-
-
-class SoftcappedUnembed(nn.Module):
-    """`lm_head` followed by Gemma's final logit soft-capping, `cap * tanh(logits / cap)`."""
-
-    def __init__(self, head: nn.Module, cap: float) -> None:
-        super().__init__()
-        self.head = head
-        self.cap = cap
-        self.weight = head.weight
-
-    def forward(self, residual: Tensor) -> Tensor:
-        return self.cap * torch.tanh(self.head(residual) / self.cap)
 
 
 class Gemma3Adapter(LlavaAdapter):
@@ -55,6 +41,7 @@ class Gemma3Adapter(LlavaAdapter):
         return str(self.processor.boi_token)
 
     def unembed(self) -> nn.Module:
-        head = original_module(self.hf_model.lm_head)
-        cap = getattr(self.text_config(), "final_logit_softcapping", None)
-        return head if cap is None else SoftcappedUnembed(head, float(cap))
+        # No final-logit soft-capping even when the text config sets one:
+        # `Gemma3ForConditionalGeneration` never applies it (only the text-only causal LM does),
+        # and the lens follows what the model computes.
+        return original_module(self.hf_model.lm_head)
