@@ -11,8 +11,9 @@ from transformers import LlavaForConditionalGeneration
 from mmlens.trace import Trace
 from mmlens.zoo.tiny import TinyLlavaSpec
 
-# The project's shared folder beside the checkout: real AMBER and POPE annotations (not committed).
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# Real AMBER and POPE files, subsets committed with the tests (tests/data/*/SOURCE.md: origin,
+# licence and how each subset was cut).
+DATA = Path(__file__).resolve().parent / "data"
 
 # Several shapes of the architecture, as transformers' own LLaVA tests vary them.
 SPECS: dict[str, TinyLlavaSpec] = {

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _support import SHARED, SPECS
+from _support import DATA, SPECS
 
 from mmlens.zoo.tiny import build_tiny_llava
 
@@ -83,8 +83,9 @@ def pipeline():
 
 @pytest.fixture(scope="session")
 def amber_dir() -> Path:
-    """AMBER's real annotation files, in the shared folder beside the checkout."""
-    return SHARED / "amber"
+    """AMBER's real annotation files: the first 20 images' queries and annotations, verbatim
+    (tests/data/amber/SOURCE.md)."""
+    return DATA / "amber"
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """Skip experiments: the plan from stages, the comparison metrics, and real skipped generations."""
 
 import difflib
-from pathlib import Path
 
 import pytest
+from _support import DATA
 
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.skip import (
@@ -16,7 +16,7 @@ from mmlens.analyses.skip import (
 )
 from mmlens.analyses.stages import TraceStages
 
-AMBER = Path(__file__).resolve().parents[3] / "shared" / "amber"
+AMBER = DATA / "amber"
 
 
 def _stages(critical, mutations=()):

@@ -4,13 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from _support import SHARED
+from _support import DATA
 
 from mmlens.benchmarks import ItemSet, pope_answer, read_pope, read_pope_answers, score_pope
 from mmlens.benchmarks.items import BenchmarkItem
 from mmlens.errors import BenchmarkDataError
 
-POPE = SHARED / "pope" / "coco"
+POPE = DATA / "pope" / "coco"  # the first 60 questions of each file
 
 
 @pytest.mark.parametrize(
@@ -83,9 +83,10 @@ def test_unknown_answer_ids_are_an_error():
 def test_real_question_files_read():
     for subset in ("random", "popular", "adversarial"):
         items = read_pope(POPE / f"coco_pope_{subset}.json")
-        assert len(items) == 3000 and not items.skipped
+        assert len(items) == 60 and not items.skipped  # CRLF lines too (popular, adversarial)
+        assert [item.id for item in items] == list(range(1, 61))
         assert {item.kind for item in items} == {subset}
-        assert sum(item.truth == "yes" for item in items) == 1500
+        assert sum(item.truth == "yes" for item in items) == 30
         first = items[0]
         assert first.prompt.startswith("Is there a") and first.image.name.startswith("COCO_val2014")
 
