@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mmlens.errors import TraceFormatError
 from mmlens.lens import jensen_shannon
+from mmlens.token_text import shown
 from mmlens.trace import Trace
 
 UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2)}
@@ -52,7 +53,7 @@ def jsd_matrix(
         values = MaxAbsScaler().fit_transform(trace.paper_jsd[rows, :-1].astype(np.float64))
     else:
         values = trace.jsd[rows, :-1].astype(np.float64) * UNITS[unit]
-    index = [f"{step}:{token}" for step, token in enumerate(trace.tokens[: len(values)])]
+    index = [f"{step}:{shown(token)}" for step, token in enumerate(trace.tokens[: len(values)])]
     return pd.DataFrame(values, index=index, columns=layer_pair_labels(trace))
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from mmlens.errors import ConfigError, PromptError
 from mmlens.inputs import ImageLike, ModelInputs
+from mmlens.token_text import token_texts
 from mmlens.tokens import ImageTokens
 
 
@@ -89,8 +90,9 @@ class TransformerLensSurface:
         *,
         name_patches: bool = True,
     ) -> list[str]:
-        """Token strings of one sequence; image positions are named by their patch ("<image
-        r,c>": row and column in the image grid) unless `name_patches` is False."""
+        """The text of each token of one sequence (" There", leading space kept, as
+        TransformerLens shows tokens); image positions are named by their patch ("<image r,c>":
+        row and column in the image grid) unless `name_patches` is False."""
         if isinstance(input, Tensor) and image is not None:
             raise PromptError("Token ids already hold their prompt and image; pass them alone.")
         if isinstance(input, ModelInputs):
@@ -104,7 +106,7 @@ class TransformerLensSurface:
                 f"to_str_tokens takes one sequence; these tokens have {inputs.batch_size} rows "
                 "(index a row first)."
             )
-        pieces = self.tokenizer.convert_ids_to_tokens(inputs.input_ids[0].tolist())
+        pieces = token_texts(self.tokenizer, inputs.input_ids[0].tolist())
         if name_patches:
             positions = torch.nonzero(inputs.image_mask[0]).flatten().tolist()
             names = patch_names(len(positions), inputs.patch_grid(0))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from mmlens.inputs import ModelInputs
+from mmlens.token_text import token_text_array, token_texts
 from mmlens.trace import Trace
 
 
@@ -32,7 +33,7 @@ def build_trace(
         prompt_text=inputs.row_texts[row],
         prompt_ids=inputs.input_ids[row][real].tolist(),
         text=tokenizer.decode(ids, skip_special_tokens=True),
-        tokens=tokenizer.convert_ids_to_tokens(ids),
+        tokens=token_texts(tokenizer, ids),
         token_ids=np.asarray(ids, dtype=np.int64),
         layers=np.asarray(layers, dtype=np.int64),
         logprob=arrays["logprob"],
@@ -41,9 +42,7 @@ def build_trace(
         paper_jsd=arrays["paper_jsd"],
         topk_ids=topk_ids,
         topk_probs=arrays["topk_probs"],
-        topk_tokens=np.asarray(
-            tokenizer.convert_ids_to_tokens(topk_ids.ravel().tolist()), dtype=str
-        ).reshape(topk_ids.shape),
+        topk_tokens=token_text_array(tokenizer, topk_ids),
         rival_words=rivals,
         rival_ids=rival_ids,
         rival_logprobs=arrays["rival_logprobs"],

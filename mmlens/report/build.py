@@ -23,7 +23,8 @@ from mmlens.report.sections import figure_section, table_html, tokens_by_critica
 from mmlens.trace import Trace
 
 STYLE = (
-    ".tok { padding: 1px 2px; margin: 1px; border-radius: 3px; display: inline-block; }"
+    ".tok { padding: 1px 2px; margin: 1px; border-radius: 3px; display: inline-block;"
+    " white-space: pre; }"
     " .tokens { line-height: 2; } img.figure { max-width: 100%; }"
     " section { margin-bottom: 2.5em; } .table td, .table th { padding: 2px 8px; }"
 )

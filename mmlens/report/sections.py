@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from mmlens.token_text import shown
 from mmlens.trace import Trace
 
 STAGE_COLOURS = ("#fde0dd", "#fcc5c0", "#fa9fb5", "#f768a1", "#dd3497", "#ae017e", "#7a0177")
@@ -50,14 +51,14 @@ def tokens_by_critical_layer(trace: Trace, stages: pd.DataFrame) -> str:
             title += f"; mutation at {', '.join(map(str, row.mutation_layers))}"
         spans.append(
             f'<span class="tok" style="background:{colour}" title="{html.escape(title)}">'
-            f"{html.escape(str(row.token))}</span>"
+            f"{html.escape(shown(str(row.token)))}</span>"
         )
     steps = len(STAGE_COLOURS)
     legend = " ".join(
         f'<span class="tok" style="background:{colour}">{i * (last + 1) // steps}+</span>'
         for i, colour in enumerate(STAGE_COLOURS)
     )
-    text = " ".join(spans)
+    text = "".join(spans)  # each token carries its own leading space, as the text reads
     return f'<p class="tokens">{text}</p><p><small>Critical layer: {legend}</small></p>'
 
 

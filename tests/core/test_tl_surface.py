@@ -46,8 +46,8 @@ def test_tokens_carry_their_image(shapes_model, images):
     with pytest.raises(PromptError, match="token ids alone"):
         model(tokens, QUESTION)
     pieces = model.to_str_tokens(tokens)
-    assert pieces[3] == "<image 0,0>" and pieces[3 + 63] == "<image 7,7>" and pieces[-1] == ":"
-    assert "<image>" in model.to_str_tokens(tokens, name_patches=False)
+    assert pieces[3] == "<image 0,0>" and pieces[3 + 63] == "<image 7,7>" and pieces[-1] == " :"
+    assert " <image>" in model.to_str_tokens(tokens, name_patches=False)  # word-level: spaced
     assert model.to_string(plain[0]).startswith("<s> user")
 
 
