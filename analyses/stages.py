@@ -16,9 +16,13 @@ skipping the mutation means skipping block 30.
    median JSD is at least `min_drop` times the suffix's, and the first `min_stable` pairs from c
    are below the mutation threshold (else c moves to the first such stretch in the suffix, or
    there is none).
-3. The **stable level** is the suffix's median JSD; a **mutation** is a pair after c whose JSD
-   exceeds `max(mutation_ratio * stable level, mutation_floor)`: a jump measured against the
-   token's own quiet stretch (optionally also where the top-1 token flips).
+3. The **stable level** is the suffix's median JSD and its **spread** the suffix's median absolute
+   deviation (scaled by 1.4826, a standard deviation for normal noise; 0 when the suffix has
+   fewer than `spread_pairs` pairs, too few to measure a spread, as in models of a few blocks).
+   A **mutation** is a pair after c whose JSD exceeds `max(mutation_ratio * level, level +
+   mutation_spread * spread, mutation_floor)`: a jump measured against the token's own quiet
+   stretch, its level and how much it wanders (a stable stage whose JSD is itself noisy does not
+   make mutations of its noise), optionally also where the top-1 token flips.
 4. The **probability rise layer** is the first layer from which the token's probability stays
    `>= prob_floor` for `min_stable` layers or to the last layer (the paper's "probabilities leave
    ~0").
@@ -41,10 +45,12 @@ from matplotlib.figure import Figure
 from mmlens.errors import TraceFormatError
 from mmlens.trace import Trace
 
+#: Median absolute deviation -> standard deviation, for normally distributed noise.
+MAD_TO_SIGMA = 1.4826
 PAIR_NOTE = "pair l = layers l -> l+1 (block l)"
 STAGE_COLUMNS = [
     "critical_layer", "prob_rise_layer", "prob_at_critical", "mutation_layers", "has_mutation",
-    "evolving_jsd", "stable_jsd", "threshold",
+    "evolving_jsd", "stable_jsd", "stable_spread", "threshold",
 ]  # fmt: skip
 
 
@@ -55,6 +61,8 @@ class StageParams:
     noise_floor: float = 1e-4
     min_drop: float = 5.0
     mutation_ratio: float = 3.0
+    mutation_spread: float = 8.0
+    spread_pairs: int = 8
     mutation_floor: float = 0.02
     min_stable: int = 2
     prob_floor: float = 0.05
@@ -70,6 +78,10 @@ class StageParams:
             raise ValueError(
                 f"min_drop={self.min_drop}, mutation_ratio={self.mutation_ratio}: both must be > 1."
             )
+        if self.mutation_spread < 0:
+            raise ValueError(f"mutation_spread={self.mutation_spread}: must be >= 0.")
+        if self.spread_pairs < 3:
+            raise ValueError(f"spread_pairs={self.spread_pairs}: must be >= 3.")
         if self.min_stable < 1:
             raise ValueError(f"min_stable={self.min_stable}: must be >= 1.")
         if not 0 < self.prob_floor < 1:
@@ -115,7 +127,8 @@ def detect_stages(
     """The detector on arrays: one row per token, with the levels it decided on.
 
     Columns: critical_layer, prob_rise_layer, prob_at_critical, mutation_layers (tuple),
-    has_mutation, evolving_jsd and stable_jsd (medians of the two sides, nats), threshold (nats).
+    has_mutation, evolving_jsd and stable_jsd (medians of the two sides, nats), stable_spread
+    (the stable side's scaled median absolute deviation, nats), threshold (nats).
     """
     if jsd.shape[1] != len(layers) - 1:
         raise TraceFormatError(f"{jsd.shape[1]} JSD pairs for {len(layers)} layers.")
@@ -125,8 +138,16 @@ def detect_stages(
     rows = []
     for row, split in enumerate(splits.tolist()):
         evolving = float(np.exp(np.median(x[row, :split]))) if split else float("nan")
-        stable = float(np.exp(np.median(x[row, split:])))
-        threshold = max(params.mutation_ratio * stable, params.mutation_floor)
+        quiet_side = np.exp(x[row, split:])
+        stable = float(np.median(quiet_side))
+        spread = 0.0
+        if len(quiet_side) >= params.spread_pairs:
+            spread = MAD_TO_SIGMA * float(np.median(np.abs(quiet_side - stable)))
+        threshold = max(
+            params.mutation_ratio * stable,
+            stable + params.mutation_spread * spread,
+            params.mutation_floor,
+        )
         critical = None
         if split and evolving >= params.min_drop * stable:
             quiet = d[row] <= threshold
@@ -147,6 +168,7 @@ def detect_stages(
                 "has_mutation": bool(mutations),
                 "evolving_jsd": evolving,
                 "stable_jsd": stable,
+                "stable_spread": spread,
                 "threshold": threshold,
             }
         )

@@ -60,8 +60,9 @@ print(items[["id", "truth", "output"]].head())
 # ## Stages over the data set
 # One row per generated token. The detector reads each token's adjacent-layer JSD on a log
 # scale: the critical layer is where a robust step fit puts the drop from churn to a quiet
-# stretch, and a mutation is a later pair whose JSD exceeds 3x the token's own quiet level (and
-# 0.02 nats). `evolving_jsd`, `stable_jsd` and `threshold` show what it decided on.
+# stretch, and a mutation is a later pair whose JSD exceeds 3x the token's own quiet level, that
+# level plus 8 times the stretch's spread, and 0.02 nats. `evolving_jsd`, `stable_jsd`,
+# `stable_spread` and `threshold` show what it decided on.
 
 # %%
 stages = frame_stages(tokens)

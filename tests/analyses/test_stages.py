@@ -86,6 +86,36 @@ def test_realistic_planted_profiles_are_found_exactly():
     assert (jsd[:, 1:8] <= 0.1 * largest[:, :1]).mean() > 0.3
 
 
+def test_a_noisy_stable_stage_makes_no_mutations_of_its_noise():
+    """A stable stage whose JSD is itself noisy (half-normal, scale 1e-2 nats: a tenth of its
+    pairs above 0.016, a few above 0.03) with real spikes of 0.25-0.5 nats: the threshold follows
+    the quiet stretch's spread, not only its level, so the noise stays quiet and spikes count."""
+    rng = np.random.default_rng(0)
+    planted, profiles = [], []
+    for _ in range(400):
+        critical = int(rng.integers(8, 22))
+        spikes = rng.choice(np.arange(critical + 3, 32), int(rng.integers(0, 3)), replace=False)
+        planted.append((critical, tuple(sorted(int(s) for s in spikes))))
+        d = np.empty(32)
+        d[0] = rng.uniform(0.45, 0.69)
+        d[1:critical] = np.exp(rng.uniform(np.log(0.1), np.log(0.4), critical - 1))
+        d[critical:] = np.abs(rng.normal(0, 1e-2, 32 - critical))
+        d[list(spikes)] = rng.uniform(0.25, 0.5, len(spikes))
+        profiles.append(d)
+    table = detect_stages(np.stack(profiles), np.full((400, 33), 0.5), np.arange(33))
+    assert (table.critical_layer.to_numpy() == [c for c, _ in planted]).mean() >= 0.98
+    found = list(zip(table.mutation_layers, planted, strict=True))
+    assert np.mean([set(m) - set(s) != set() for m, (_, s) in found]) <= 0.02  # noise flagged
+    assert all(set(s) <= set(m) for m, (_, s) in found)  # every spike found
+    assert table.stable_spread.median() > 3e-3
+    # the level alone (3 x median, floor 0.02) flags noise in over a fifth of these tokens
+    level_only = detect_stages(
+        np.stack(profiles), np.full((400, 33), 0.5), np.arange(33), StageParams(mutation_spread=0.0)
+    )
+    paired = zip(level_only.mutation_layers, planted, strict=True)
+    assert np.mean([set(m) - set(s) != set() for m, (_, s) in paired]) > 0.2
+
+
 def test_noise_churn_and_flat_profiles_make_no_stages():
     rng = np.random.default_rng(1)
     churn = np.exp(rng.uniform(np.log(0.05), np.log(0.3), (50, 32)))  # never settles
@@ -100,6 +130,15 @@ def test_levels_are_reported_and_a_split_needs_a_drop():
     assert row.critical_layer == 3 and row.mutation_layers == (6,)
     assert row.evolving_jsd == pytest.approx(0.2) and row.stable_jsd == pytest.approx(1e-3)
     assert row.threshold == pytest.approx(0.02)  # the floor: 3 x 1e-3 is below it
+    assert row.stable_spread == 0.0  # 5 stable pairs: fewer than spread_pairs, none measured
+    noisy = np.array([[0.5, 0.3, 0.2, 0.25, 0.004, 0.012, 0.001, 0.04, 0.008, 0.015]])
+    few, enough = (
+        detect_stages(noisy, np.full((1, 11), 0.9), np.arange(11), StageParams(spread_pairs=n))
+        for n in (8, 6)
+    )
+    assert few.stable_spread[0] == 0.0 and few.mutation_layers[0] == (7,)  # 0.04 > 3 x 0.01
+    assert enough.stable_spread[0] == pytest.approx(1.4826 * 0.0055)  # median |d - 0.01|
+    assert enough.mutation_layers[0] == ()  # 0.04 < 0.01 + 8 x 0.0082
     # A quiet stretch shorter than min_stable is not a stabilisation.
     short = detect_stages(d, np.full((1, 9), 0.9), np.arange(9), StageParams(min_stable=6))
     assert short.critical_layer.isna().all()
@@ -132,6 +171,8 @@ def test_parameters_validate_themselves():
         StageParams(min_drop=1.0)
     with pytest.raises(ValueError, match="min_stable"):
         StageParams(min_stable=0)
+    with pytest.raises(ValueError, match="mutation_spread"):
+        StageParams(mutation_spread=-1.0)
 
 
 def test_a_stable_stretch_at_the_very_end_is_no_critical_layer():
