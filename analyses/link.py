@@ -88,7 +88,8 @@ def object_mentions(
     and truth_prob_final (the best true object's), last_truth_ahead (last layer where a true
     object was more probable than the word) and truth_ahead_before_mutation (at the first
     mutation's first layer; None without a mutation). `frame.attrs["unplaced"]` counts object
-    nouns the judge found in a text but could not place on a generated word.
+    nouns the judge found in a text but could not place on a generated word, and
+    `frame.attrs["captions"]` the captions read.
     """
     _check_items(items)
     if isinstance(judge, ObjectVocabulary):
@@ -124,6 +125,7 @@ def object_mentions(
     frame = _typed(pd.DataFrame(rows, columns=MENTION_COLUMNS))
     frame.attrs["unplaced"] = judge.unplaced - unplaced_before
     frame.attrs["judge"] = judge.name
+    frame.attrs["captions"] = len(captions)
     return frame
 
 
@@ -185,6 +187,11 @@ def answer_stages(
     return _typed(pd.DataFrame(rows, columns=columns))
 
 
+SUMMARY_COLUMNS = ["statistic", "estimate", "low", "high", "n", "items", "note"]
+WORD_DIFFERENCE = "P(mutation | hallucinated) - P(mutation | correct)"
+ANSWER_DIFFERENCE = "P(mutation | wrong answer) - P(mutation | right answer)"
+
+
 def _item_sums(table: pd.DataFrame, group: str, value: str) -> tuple[np.ndarray, np.ndarray]:
     """Per item (`order`): the sum of `value` and the number of rows, with table[group] True
     (column 0) and False (column 1)."""
@@ -202,34 +209,48 @@ def _item_sums(table: pd.DataFrame, group: str, value: str) -> tuple[np.ndarray,
 
 
 def _compare(
-    table: pd.DataFrame, group: str, outcome: str, names: tuple[str, str], **bootstrap: Any
+    table: pd.DataFrame,
+    group: str,
+    outcome: str,
+    names: tuple[str, str],
+    units: tuple[str, str],
+    **bootstrap: Any,
 ) -> list[dict]:
-    """Rows comparing P(outcome) between table[group] True (names[0]) and False (names[1])."""
+    """Rows comparing P(outcome) between table[group] True (names[0]) and False (names[1]); a
+    group with no `units` gives NaN rates with a note saying which group the run lacks."""
+    statistics = [f"P({outcome} | {name})" for name in names]
+    statistics.append(f"{statistics[0]} - {statistics[1]}")
     usable = table[table[outcome].notna()]
-    if usable.empty:
-        return []
     successes, totals = _item_sums(usable, group, outcome)
     groups, difference = clustered_rates(successes, totals, **bootstrap)
     assert difference is not None
-    found = [(f"P({outcome} | {names[i]})", groups[i]) for i in (0, 1)]
-    found.append((f"P({outcome} | {names[0]}) - P({outcome} | {names[1]})", difference))
-    return [_row(name, ci, len(successes)) for name, ci in found]
+    notes = [
+        "" if ci.n[0] else f"no {unit} in this run" for unit, ci in zip(units, groups, strict=True)
+    ]
+    lacking = [note for note in notes if note]
+    notes.append(f"needs both groups: {'; '.join(lacking)}" if lacking else "")
+    found = zip(statistics, [*groups, difference], notes, strict=True)
+    return [_row(name, ci, len(successes), note) for name, ci, note in found]
 
 
 def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
     """Where mutations sit: the mean first mutation layer of hallucinated and of correct words
     that mutate, and the difference (items resampled)."""
-    mutated = words[words.has_mutation]
-    if mutated.hallucinated.nunique() < 2:
-        return []
-    sums, counts = _item_sums(mutated, "hallucinated", "first_mutation")
-    groups, difference = clustered_rates(sums, counts, **bootstrap)
-    assert difference is not None
     names = [
         "mean first mutation layer | hallucinated",
         "mean first mutation layer | correct",
         "mean first mutation layer: hallucinated - correct",
     ]
+    mutated = words[words.has_mutation]
+    if mutated.hallucinated.nunique() < 2:
+        n_hallucinated = int(mutated.hallucinated.sum())
+        n_correct = len(mutated) - n_hallucinated
+        why = f"needs mutating words of both kinds: {n_hallucinated} hallucinated and "
+        why += f"{n_correct} correct words mutate"
+        return [_missing(name, why, mutated.order.nunique()) for name in names]
+    sums, counts = _item_sums(mutated, "hallucinated", "first_mutation")
+    groups, difference = clustered_rates(sums, counts, **bootstrap)
+    assert difference is not None
     found = zip(names, [*groups, difference], strict=True)
     return [_row(name, ci, len(sums)) for name, ci in found]
 
@@ -237,18 +258,18 @@ def _mean_first_mutation(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
 def _truth_ahead(words: pd.DataFrame, **bootstrap: Any) -> list[dict]:
     """P(a true object was more probable than the hallucinated word at the word's first mutation),
     the paper's Fig. 3 story, over hallucinated words that mutate (items resampled)."""
+    name = "P(true object ahead at first mutation | hallucinated, mutates)"
     chosen = words[words.hallucinated & words.truth_ahead_before_mutation.notna()]
     if chosen.empty:
-        return []
+        return [_missing(name, "no hallucinated word mutates (with a truth probability)", 0)]
     by_item = chosen.groupby("order").truth_ahead_before_mutation
     successes = by_item.sum().to_numpy(dtype=float)[:, None]
     totals = by_item.size().to_numpy(dtype=float)[:, None]
     (ci,), _ = clustered_rates(successes, totals, **bootstrap)
-    name = "P(true object ahead at first mutation | hallucinated, mutates)"
     return [_row(name, ci, len(by_item))]
 
 
-def _row(name: str, ci: Interval, n_items: int) -> dict:
+def _row(name: str, ci: Interval, n_items: int, note: str = "") -> dict:
     return {
         "statistic": name,
         "estimate": ci.estimate,
@@ -256,6 +277,21 @@ def _row(name: str, ci: Interval, n_items: int) -> dict:
         "high": ci.high,
         "n": ", ".join(map(str, ci.n)),
         "items": n_items,
+        "note": note,
+    }
+
+
+def _missing(name: str, why: str, n_items: int) -> dict:
+    """A statistic this run cannot give: NaN, and why."""
+    nan = float("nan")
+    return {
+        "statistic": name,
+        "estimate": nan,
+        "low": nan,
+        "high": nan,
+        "n": "0",
+        "items": n_items,
+        "note": why,
     }
 
 
@@ -272,20 +308,39 @@ def link_summary(
     (mean layer of each group and the difference), and how often a true object was
     more probable than a hallucinated word at its first mutation; for yes-no answers,
     P(mutation | wrong) against P(mutation | right).
-    Columns: statistic, estimate, low, high, n (units in each group), items."""
+    Columns: statistic, estimate, low, high, n (units in each group), items, note (why a
+    statistic is NaN: which group this run lacks; empty where it was computed). Captions without
+    object words give one row saying so; yes-no rows appear when the run has yes-no answers."""
     settings = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     rows = []
     if len(mentions):
         words = mentions.assign(mutation=mentions.has_mutation)
         names = ("hallucinated", "correct")
-        rows += _compare(words, "hallucinated", "mutation", names, **settings)
+        units = ("hallucinated object words", "correct object words")
+        rows += _compare(words, "hallucinated", "mutation", names, units, **settings)
         rows += _mean_first_mutation(words, **settings)
         rows += _truth_ahead(words, **settings)
+    elif mentions.attrs.get("captions", 1):
+        why = f"no object words in the run's {mentions.attrs.get('captions', '')} captions"
+        rows.append(_missing(WORD_DIFFERENCE, why.replace("  ", " "), 0))
     if answers is not None and answers.wrong.notna().any():
         answers = answers[answers.wrong.notna()].assign(mutation=answers.has_mutation)
         answers["wrong"] = answers.wrong.astype(bool)
-        rows += _compare(answers, "wrong", "mutation", ("wrong answer", "right answer"), **settings)
-    return pd.DataFrame(rows, columns=["statistic", "estimate", "low", "high", "n", "items"])
+        names = ("wrong answer", "right answer")
+        units = ("wrong yes-no answers", "right yes-no answers")
+        rows += _compare(answers, "wrong", "mutation", names, units, **settings)
+    elif answers is not None and len(answers):
+        why = f"none of the {len(answers)} yes-no answers could be read as yes or no"
+        rows.append(_missing(ANSWER_DIFFERENCE, why, answers.order.nunique()))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def summary_notes(summary: pd.DataFrame) -> list[str]:
+    """One line per statistic the run could not give, saying why (for the CLI and reports)."""
+    if "note" not in summary:
+        return []
+    missing = summary[summary.note.astype(bool)]
+    return [f"{row.statistic}: n/a, {row.note}" for row in missing.itertuples()]
 
 
 def mutation_histogram(table: pd.DataFrame, group: str = "hallucinated") -> pd.DataFrame:

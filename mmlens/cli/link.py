@@ -72,7 +72,7 @@ def _skip_runs(folder: Path) -> dict[str, tuple[Any, list[int]]]:
 
 
 def _link(args: argparse.Namespace) -> int:
-    from mmlens.analyses.link import answer_stages, link_summary, object_mentions
+    from mmlens.analyses.link import answer_stages, link_summary, object_mentions, summary_notes
     from mmlens.analyses.mitigation import mitigation_table
     from mmlens.outputs import atomic_folder, check_out
     from mmlens.report.dataset import write_link_report
@@ -116,10 +116,12 @@ def _link(args: argparse.Namespace) -> int:
             scores=scores,
             mitigation=mitigation,
         )
-    decimals = {"float_format": lambda v: f"{v:.3f}", "index": False}
+    decimals = {"float_format": lambda v: f"{v:.3f}", "index": False, "na_rep": "n/a"}
     if scores is not None:
         print(scores.table(), end="\n\n")
-    print(summary.to_string(**decimals))
+    print(summary.drop(columns="note").to_string(**decimals))
+    for note in summary_notes(summary):
+        print(note)
     if mitigation is not None:
         shown = ["setting", "skip_blocks", "changed", "similarity", "hallucination_rate"]
         shown += ["rate_change", "change_low", "change_high", "removed", "added"]

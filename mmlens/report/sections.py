@@ -63,4 +63,7 @@ def tokens_by_critical_layer(trace: Trace, stages: pd.DataFrame) -> str:
 
 
 def table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=True, border=0, classes="table", float_format=lambda v: f"{v:.3g}")
+    """A table for people: 3 significant digits, "n/a" where a value could not be computed."""
+    return frame.to_html(
+        index=True, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="n/a"
+    )

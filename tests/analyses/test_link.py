@@ -11,11 +11,13 @@ from _support import planted_token_rows
 from mmlens.analyses.hallucination import ObjectVocabulary, hallucinated_objects
 from mmlens.analyses.judges import AmberJudge
 from mmlens.analyses.link import (
+    WORD_DIFFERENCE,
     answer_stages,
     link_summary,
     mutation_histogram,
     object_mentions,
     plot_mutation_layers,
+    summary_notes,
 )
 from mmlens.benchmarks.amber import AmberData, score_amber
 from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
@@ -90,9 +92,42 @@ def test_empty_tables_give_empty_results(planted):
     vocabulary = ObjectVocabulary.from_words(["zebra"])
     assert object_mentions(items, tokens, vocabulary).empty
     assert answer_stages(items, none).empty
-    assert link_summary(object_mentions(items, none, vocabulary)).empty
+    (row,) = link_summary(object_mentions(items, none, vocabulary)).itertuples()
+    assert np.isnan(row.estimate) and row.note == "no object words in the run's 2 captions"
     with pytest.raises(TraceFormatError, match="lacks columns"):
         object_mentions(items.drop(columns="truth"), tokens, vocabulary)
+
+
+def test_rates_a_run_cannot_give_say_why(planted):
+    """No hallucinated word (or no correct one): NaN rates with a note naming the missing group,
+    never a silent NaN row with n = 0."""
+    items, tokens = planted
+    mentions = object_mentions(items, tokens, ObjectVocabulary.from_words(["grass", "cat"]))
+    assert len(mentions) and not mentions.hallucinated.any()
+    answers = answer_stages(items, tokens)
+    summary = link_summary(mentions, answers, n_resamples=200).set_index("statistic")
+    missing = summary.loc["P(mutation | hallucinated)"]
+    assert np.isnan(missing.estimate) and missing.n == "0"
+    assert missing.note == "no hallucinated object words in this run"
+    assert summary.loc["P(mutation | correct)", "note"] == ""
+    assert summary.loc["P(mutation | correct)", "estimate"] == 0.0
+    assert summary.loc[WORD_DIFFERENCE, "note"] == (
+        "needs both groups: no hallucinated object words in this run"
+    )
+    assert summary.loc["mean first mutation layer | correct", "note"] == (
+        "needs mutating words of both kinds: 0 hallucinated and 0 correct words mutate"
+    )
+    ahead = "P(true object ahead at first mutation | hallucinated, mutates)"
+    assert summary.loc[ahead, "note"].startswith("no hallucinated word mutates")
+    assert summary.loc["P(mutation | wrong answer)", "note"] == ""  # the answers have both
+    unavailable = summary[summary.estimate.isna()]
+    assert (unavailable.note != "").all() and (summary[summary.estimate.notna()].note == "").all()
+    notes = summary_notes(summary.reset_index())
+    assert len(notes) == len(unavailable) == 6
+    assert notes[0] == "P(mutation | hallucinated): n/a, no hallucinated object words in this run"
+    only_wrong = answers[answers.wrong.astype(bool)]
+    table = link_summary(mentions, only_wrong, n_resamples=200).set_index("statistic")
+    assert table.loc["P(mutation | right answer)", "note"] == "no right yes-no answers in this run"
 
 
 def test_a_real_run_agrees_with_an_independent_word_count(shapes_model, pipeline, tmp_path):

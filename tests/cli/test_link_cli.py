@@ -70,3 +70,20 @@ def test_mistakes_get_one_clear_line(bench, tmp_path, capsys):
     (tmp_path / "o").mkdir()
     assert main(["link", str(done), "--out", str(tmp_path / "o")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_link_that_cannot_be_computed_says_why(bench, tmp_path, capsys):
+    done = tmp_path / "done"
+    assert _run(bench, done) == 0
+    words = tmp_path / "words.json"
+    words.write_text('["zebra"]')  # no caption names one: no object words at all
+    out = tmp_path / "link"
+    args = ["link", str(done), "--out", str(out), "--objects", str(words), "--n-resamples", "200"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "n/a" in printed and "NaN" not in printed
+    assert "P(mutation | hallucinated) - P(mutation | correct): n/a, no object words" in printed
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.note.fillna("").str.startswith("no object words in the run").any()
+    page = (out / "report.html").read_text()
+    assert "no object words in the run" in page and ">n/a<" in page
