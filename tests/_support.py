@@ -36,7 +36,9 @@ def load_hf(path: Path) -> LlavaForConditionalGeneration:
 
 def assert_every_layer_equals_hf(model, cache, hidden_states, atol: float = 1e-5) -> None:
     """Each recorded residual equals HF's `hidden_states` (whose last entry is already
-    final-normed, while ours is the raw residual: the final norm is applied to compare)."""
+    final-normed, while ours is the raw residual: the final norm is applied to compare), and so
+    does the final norm's output hook (`ln_final.hook_out`; `hook_normalized` is before the
+    norm's weight)."""
     n_blocks = model.n_blocks
     assert len(hidden_states) == n_blocks + 1
     layers = [cache["blocks.0.hook_resid_pre"]]
@@ -44,9 +46,7 @@ def assert_every_layer_equals_hf(model, cache, hidden_states, atol: float = 1e-5
     layers[-1] = model.adapter.final_norm()(layers[-1])
     for ours, reference in zip(layers, hidden_states, strict=True):
         torch.testing.assert_close(ours, reference, atol=atol, rtol=0)
-    torch.testing.assert_close(
-        cache["ln_final.hook_normalized"], hidden_states[-1], atol=atol, rtol=0
-    )
+    torch.testing.assert_close(cache["ln_final.hook_out"], hidden_states[-1], atol=atol, rtol=0)
 
 
 def reference_logprobs(hf, hidden_states, lens: str) -> np.ndarray:

@@ -44,3 +44,37 @@ def test_bfloat16_trace_is_finite(checkpoints, photo):
     assert trace.logprob.dtype == np.float32
     assert np.isfinite(trace.logprob).all() and np.isfinite(trace.jsd[:, :-1]).all()
     assert (trace.jsd[:, :-1] <= np.log(2) + 1e-9).all()
+
+
+def test_norm_hooks_hold_what_the_table_says(tmp_path, photo):
+    """With norm weights that are not all ones (as in trained models): `hook_out` is the norm's
+    output (HF's `hidden_states[-1]` for `ln_final`, `input_layernorm`'s output for `ln1`) and
+    `hook_normalized` is x / rms(x), before the weight."""
+    from _support import load_hf
+
+    from mmlens.zoo.tiny import TinyLlavaSpec, build_tiny_llava
+
+    path = build_tiny_llava(tmp_path / "tiny", TinyLlavaSpec())
+    hf = load_hf(path)
+    generator = torch.Generator().manual_seed(0)
+    for name, parameter in hf.model.language_model.named_parameters():
+        if name.endswith("norm.weight"):
+            parameter.data = 1 + 0.5 * torch.randn(parameter.shape, generator=generator)
+    hf.save_pretrained(path)
+    model = mmlens.load(path)
+    inputs = model.prepare(photo, PROMPT)
+    reference = hf(**inputs.model_kwargs(), output_hidden_states=True)
+    _, cache = model.run_with_cache(inputs=inputs)
+    final = hf.model.language_model.norm
+    torch.testing.assert_close(cache["ln_final.hook_out"], reference.hidden_states[-1])
+    last = cache[f"blocks.{model.n_blocks - 1}.hook_resid_post"]
+    rms = last.pow(2).mean(-1, keepdim=True).add(final.variance_epsilon).sqrt()
+    torch.testing.assert_close(cache["ln_final.hook_normalized"], last / rms)
+    assert not torch.allclose(cache["ln_final.hook_normalized"], reference.hidden_states[-1])
+    first = hf.model.language_model.layers[0].input_layernorm
+    torch.testing.assert_close(
+        cache["blocks.0.ln1.hook_out"], first(cache["blocks.0.hook_resid_pre"])
+    )
+    torch.testing.assert_close(
+        cache["blocks.0.ln1.hook_normalized"] * first.weight, cache["blocks.0.ln1.hook_out"]
+    )
