@@ -18,10 +18,10 @@ Discriminative: AMBER's positive class is "No". The response must be exactly "Ye
 (AMBER's rule; anything else is wrong, and mmlens counts such responses as `n_unparsed`);
 `answer_rule="pope"` reads free text with POPE's rule instead. AMBER score = (1 - CHAIR + F1)/2.
 
-Differences from the reference, all below its printed precision unless said: it rounds each
-percentage to 0.1 and computes F1 from the rounded precision and recall plus 1e-4 in the
-denominator; its counters start at 0.001 (`metrics.txt`), which shifts each ratio by < 0.001 /
-count. Its text pipeline and vectors: see `mmlens.benchmarks.nlp` and `.similarity`.
+Differences from the reference's printed numbers: it rounds each percentage to 0.1 and
+computes F1 from the rounded precision and recall plus 1e-4 in the denominator; its counters
+start at 0.001 (`metrics.txt`), which shifts each ratio by < 0.001 / count. Together: at most 0.1
+point for each rate, and up to 0.15 for F1 when one of precision and recall is small. Its text pipeline and vectors: see `mmlens.benchmarks.nlp` and `.similarity`.
 """
 
 from collections import Counter

@@ -5,10 +5,12 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mmlens.benchmarks import AmberData, read_amber, read_amber_responses, score_amber
-from mmlens.benchmarks.amber import extract_nouns, generative_item
+from mmlens.benchmarks.amber import discriminative_metrics, extract_nouns, generative_item
 from mmlens.benchmarks.similarity import ExactMatch, near_synonyms
 from mmlens.errors import BenchmarkDataError, ConfigError
 
@@ -297,6 +299,40 @@ def _reference_printed(m):
     }
 
 
+#: How far AMBER's printed percentages can be from the exact ones (points): 0.1 for each rate
+#: (rounding to 0.1 plus counters that start at 0.001), 0.15 for F1, computed from the rounded
+#: precision and recall.
+PRINTED_BOUND = {"f1": 0.15}
+
+
+def test_printed_f1_is_within_the_stated_bound_and_can_pass_a_tenth():
+    """Every confusion of up to 150 yes-no answers: exact precision, recall and F1 against what
+    AMBER's inference.py prints from the same counts with its 0.001-started counters (the README
+    states these bounds); at the worst one, mmlens's metrics are the exact ones."""
+    tp, fp, fn = (a.ravel() for a in np.meshgrid(*[np.arange(150)] * 3, indexing="ij"))
+    keep = (tp + fp + fn < 150) & (tp + fp > 0) & (tp + fn > 0)
+    tp, fp, fn = tp[keep], fp[keep], fn[keep]
+    exact = {"precision": tp / (tp + fp), "recall": tp / (tp + fn)}
+    total = exact["precision"] + exact["recall"]
+    exact["f1"] = np.divide(2 * exact["precision"] * exact["recall"], total, where=total > 0,
+                            out=np.zeros_like(total))  # fmt: skip
+    printed = {
+        "precision": np.round(tp / (tp + fp + 0.001) * 100, 1),
+        "recall": np.round(tp / (tp + fn + 0.001) * 100, 1),
+    }
+    p, r = printed["precision"] / 100, printed["recall"] / 100
+    printed["f1"] = np.round(2 * p * r / (p + r + 0.0001) * 100, 1)
+    gaps = {name: np.abs(100 * exact[name] - printed[name]) for name in exact}
+    assert gaps["precision"].max() <= 0.1 + 1e-9 and gaps["recall"].max() <= 0.1 + 1e-9
+    assert 0.14 < gaps["f1"].max() <= PRINTED_BOUND["f1"]
+    worst = int(gaps["f1"].argmax())
+    assert (tp[worst], fp[worst], fn[worst]) == (5, 0, 132)
+    frame = pd.DataFrame({"truth": ["no"] * 137, "answer": ["no"] * 5 + ["yes"] * 132})
+    mine = discriminative_metrics(frame)
+    assert mine["f1"] == pytest.approx(exact["f1"][worst], abs=1e-12)
+    assert abs(100 * mine["f1"] - printed["f1"][worst]) > 0.14
+
+
 def _random_responses(data, rng, n_discriminative=200):
     vocabulary = sorted(data.vocabulary)
     fillers = ["wall", "light", "sign", "picture", "area", "scene", "day", "color"]
@@ -322,7 +358,7 @@ def _random_responses(data, rng, n_discriminative=200):
 @pytest.mark.slow
 def test_equals_amber_inference_py_on_random_responses(data, pipeline, amber_dir):
     """Same counters as AMBER's own loop (with the same text pipeline and vectors), and its
-    printed numbers within its rounding (0.1 point; F1 uses the rounded precision and recall).
+    printed numbers within its rounding (PRINTED_BOUND).
 
     Six rounds of random responses to every caption query of the 20-image subset (120 captions
     in all) and 200 of its 317 yes-no questions."""
@@ -351,7 +387,8 @@ def test_equals_amber_inference_py_on_random_responses(data, pipeline, amber_dir
         assert (gen.n_hallucinated == 0).sum() == counters["non_hallu_score"], seed
         printed = _reference_printed(counters)
         for name, value in printed.items():
-            assert abs(100 * scores.metrics[name] - value) <= 0.1 + 1e-9, (seed, name)
+            bound = PRINTED_BOUND.get(name, 0.1)
+            assert abs(100 * scores.metrics[name] - value) <= bound + 1e-9, (seed, name)
         # not degenerate
         assert 0 < scores.metrics["chair"] < 1 and 0 < scores.metrics["cog"] < 1, seed
         assert scores.counts["n_unparsed"] > 0, seed
