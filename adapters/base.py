@@ -8,11 +8,13 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from mmlens.batching import cat_pixel_values, position_ids
 from mmlens.errors import CheckpointNotFoundError, ConfigError
 from mmlens.inputs import ModelInputs, square_grid
+from mmlens.weight_files import check_weight_files
 
 
 class Adapter(ABC):
@@ -159,7 +161,8 @@ def original_module(module: nn.Module) -> nn.Module:
 
 def require_safetensors(folder: Path, what: str = "The checkpoint") -> list[Path]:
     """The folder's *.safetensors files, or a clear error: mmlens loads safetensors only and
-    never unpickles (a folder of pickle *.bin weights is told how to convert them)."""
+    never unpickles (a folder of pickle *.bin weights is told how to convert them), and damaged
+    files or missing shards are named."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         pickled = sorted(p.name for p in folder.glob("*.bin"))
@@ -170,6 +173,7 @@ def require_safetensors(folder: Path, what: str = "The checkpoint") -> list[Path
             else " mmlens loads safetensors only (`save_pretrained(..., safe_serialization=True)`)."
         )
         raise CheckpointNotFoundError(f"{what} {folder} has no *.safetensors weights.{hint}")
+    check_weight_files(folder, files)
     return files
 
 
@@ -177,13 +181,17 @@ def load_hf_model(model_class: Any, path: Path, dtype: torch.dtype) -> nn.Module
     """A `transformers` model from a local folder: offline, safetensors only (mmlens never
     unpickles), no remote code, and the eager attention the bridge's hooks see."""
     require_safetensors(path)
-    return model_class.from_pretrained(
-        path,
-        dtype=dtype,
-        local_files_only=True,
-        use_safetensors=True,
-        attn_implementation="eager",
-    )
+    try:
+        return model_class.from_pretrained(
+            path,
+            dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
+            attn_implementation="eager",
+        )
+    except (SafetensorError, OSError) as error:  # what the checks above cannot see
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CheckpointNotFoundError(f"Could not read the weights in {path}: {reason}") from error
 
 
 def read_config(config_file: Path) -> dict[str, Any]:

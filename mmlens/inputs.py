@@ -3,69 +3,16 @@
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from mmlens.errors import ConfigError, ImageError
+from mmlens.errors import ConfigError
+from mmlens.images import ImageLike, load_image, to_rgb
 
-ImageLike = str | Path | Image.Image | np.ndarray
-
-
-def _from_array(array: np.ndarray) -> Image.Image:
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-        raise ImageError(
-            f"A numpy image must be [height, width] or [height, width, 1|3|4]; got {array.shape}."
-        )
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if np.issubdtype(array.dtype, np.floating):
-        if array.min() < 0 or array.max() > 1:
-            raise ImageError("A float numpy image must hold values in [0, 1]; scale it first.")
-        array = np.round(array * 255)
-    return Image.fromarray(array.astype(np.uint8))
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of an image; transparency is composited on white, as `transformers` does."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "P") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(image: ImageLike) -> Image.Image:
-    """Open a path, PIL image or numpy array as an RGB PIL image, or raise `ImageError`."""
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise ImageError(f"Image file not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                return to_rgb(opened)
-        except Image.DecompressionBombError as error:
-            raise ImageError(
-                f"{path} is too large to open safely ({error}); resize it, or raise "
-                "PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
-            ) from error
-        except (UnidentifiedImageError, OSError) as error:
-            raise ImageError(f"{path} is not a readable image ({error})") from error
-    if isinstance(image, np.ndarray):
-        return to_rgb(_from_array(image))
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    raise ImageError(
-        f"Unsupported image type {type(image).__name__}; pass a path, a PIL image or a numpy array."
-    )
+__all__ = ["ImageLike", "ModelInputs", "grid_positions", "load_image", "square_grid", "to_rgb"]
 
 
 @dataclass(frozen=True)

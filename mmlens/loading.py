@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from mmlens.devices import resolve_device, resolve_dtype
 from mmlens.errors import CheckpointNotFoundError, ConfigError
 from mmlens.model import HookedLVLM
 from mmlens.registry import adapter_for
@@ -13,6 +14,11 @@ from mmlens.zoo import ASSEMBLED, assembled_checkpoint, shipped_models
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A shipped model's folder, a local directory, or the cached snapshot of a hub id."""
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
+        raise CheckpointNotFoundError(
+            f"Checkpoint {name_or_path!r}: pass a shipped model's name (mmlens models), a local "
+            "folder or a cached hub id, as a str or Path."
+        )
     shipped = shipped_models()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
@@ -39,15 +45,19 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 def load(
     name_or_path: str | Path,
     *,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
     **options: Any,
 ) -> HookedLVLM:
     """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`.
 
-    `options` go to the family's adapter (original LLaVA checkpoints take `vision_tower`, the
-    folder of the CLIP tower their config names).
+    `device` must exist on this machine ("cuda:1" where there is one GPU is refused at once);
+    `dtype` is a floating torch dtype or its name ("bfloat16"). `options` go to the family's
+    adapter (original LLaVA checkpoints take `vision_tower`, the folder of the CLIP tower their
+    config names).
     """
+    device = str(resolve_device(device))
+    dtype = resolve_dtype(dtype)
     checkpoint = resolve_checkpoint(name_or_path)
     adapter_class = adapter_for(checkpoint)
     unknown = sorted(set(options) - set(adapter_class.load_options))

@@ -17,7 +17,7 @@ from transformer_lens.model_bridge.sources import build_bridge_from_module
 
 from mmlens.adapters.base import Adapter
 from mmlens.cache import LVLMActivationCache
-from mmlens.errors import ConfigError, LayerIndexError, TokenError
+from mmlens.errors import ConfigError, LayerIndexError
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs
 from mmlens.lens import LENSES, Lens
@@ -302,16 +302,12 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         _check_max_new_tokens(max_new_tokens)
         if lens not in LENSES:
             raise ConfigError(f"lens={lens!r}; choose one of {LENSES}.")
-        if not 1 <= top_k <= self.d_vocab:
+        if not _is_int(top_k) or not 1 <= top_k <= self.d_vocab:
             raise ConfigError(
-                f"top_k={top_k} must be between 1 and the vocabulary size {self.d_vocab}."
+                f"top_k={top_k!r} must be an integer between 1 and the vocabulary size "
+                f"{self.d_vocab}."
             )
-        rival_ids = [r if isinstance(r, int) else self.to_single_token(r) for r in rivals or ()]
-        for rival in rival_ids:
-            if not 0 <= rival < self.d_vocab:
-                raise TokenError(
-                    f"Rival token id {rival} is outside the vocabulary 0..{self.d_vocab - 1}."
-                )
+        rival_ids = self.rival_token_ids(rivals)
         batched = isinstance(prompt, list)
         inputs = self.prepare(image, prompt, image_mode=image_mode)
         self._check_context(inputs, max_new_tokens)
@@ -377,6 +373,11 @@ def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:
     return kwargs
 
 
+def _is_int(value: object) -> bool:
+    """A plain int (not a bool): these settings are saved in a Trace's JSON."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_max_new_tokens(max_new_tokens: int) -> None:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if not _is_int(max_new_tokens) or max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens!r}; it must be an integer >= 1.")

@@ -1,6 +1,8 @@
 """Model inputs from images and prompts (or token ids), checked against the model's context."""
 
 import dataclasses
+from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -8,7 +10,7 @@ from torch import Tensor
 
 from mmlens.adapters.base import Adapter
 from mmlens.batching import batch_inputs
-from mmlens.errors import ConfigError, PromptError, TokenError
+from mmlens.errors import ConfigError, ImageError, PromptError, TokenError
 from mmlens.inputs import ImageLike, ModelInputs, load_image
 from mmlens.tokens import ImageTokens, text_inputs
 
@@ -17,6 +19,36 @@ from mmlens.tokens import ImageTokens, text_inputs
 RowImages = ImageLike | None | list[ImageLike]
 Images = RowImages | list[RowImages]
 Prompts = str | list[str]
+
+
+def check_prompts(prompt: object) -> None:
+    """Refuse a prompt that is not text (a string, or a list of strings for a batch)."""
+    if isinstance(prompt, str):
+        return
+    if isinstance(prompt, list):
+        for index, row in enumerate(prompt):
+            if not isinstance(row, str):
+                raise PromptError(
+                    f"prompt[{index}] is {_describe(row)}; every prompt of a batch must be a str."
+                )
+        return
+    if prompt is None:
+        raise PromptError("No prompt (prompt=None); pass a str (or a list of str for a batch).")
+    if isinstance(prompt, (bytes, bytearray)):
+        raise PromptError(f"The prompt is bytes ({prompt[:40]!r}); decode it: prompt.decode().")
+    if isinstance(prompt, Tensor):
+        raise PromptError(
+            "The prompt is a tensor; pass token ids alone, as the first argument: "
+            "model.generate(tokens)."
+        )
+    if isinstance(prompt, tuple):
+        raise PromptError("The prompt is a tuple; pass a list of strings for a batch.")
+    raise PromptError(f"The prompt is {_describe(prompt)}; pass a str (or a list of str).")
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 class InputPreparation:
@@ -45,7 +77,9 @@ class InputPreparation:
         Without an image token in `prompt`, the template puts the image first (LLaVA-1.5:
         `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
         mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
+        An empty prompt is allowed (the template and image still make tokens).
         """
+        check_prompts(prompt)
         if isinstance(prompt, list):
             images = image if isinstance(image, list) else [image] * len(prompt)
             if len(images) != len(prompt):
@@ -91,6 +125,11 @@ class InputPreparation:
         pils = [adapter.prepare_image(load_image(item), mode) for item in images]
         encoded = dict(adapter.encode(text, pils))
         input_ids = encoded.pop("input_ids")
+        if input_ids.shape[-1] == 0:
+            raise PromptError(
+                f"The prompt {prompt!r} gives no tokens (no image, no chat template, no BOS); "
+                "pass some text."
+            )
         attention_mask = encoded.pop("attention_mask", torch.ones_like(input_ids))
         pixel_values = encoded.pop("pixel_values", None)
         extras = encoded if pixel_values is not None else {}
@@ -122,11 +161,20 @@ class InputPreparation:
         max_new_tokens: int = 0,
     ) -> ModelInputs:
         """Prepared inputs (given, carried by tokens, or built), checked to fit the context."""
+        image_tensor = isinstance(image, Tensor) and image.is_floating_point()
+        if image_tensor and (prompt is not None or image.dim() == 3):  # an image, not token ids
+            raise ImageError(
+                f"A float tensor of shape {tuple(image.shape)} is neither token ids nor an image "
+                "mmlens takes; pass an image as a path, PIL image or numpy array (e.g. "
+                "tensor.permute(1, 2, 0).cpu().numpy()), or integer token ids alone."
+            )
         if isinstance(image, Tensor):  # token ids in TransformerLens's first argument
             if prompt is not None or inputs is not None:
                 raise PromptError("Pass token ids alone: they already hold the prompt and image.")
             inputs = image.inputs if isinstance(image, ImageTokens) else text_inputs(image)
             ids = inputs.input_ids
+            if ids.shape[-1] == 0:
+                raise PromptError(f"Token ids of shape {tuple(ids.shape)} hold no tokens.")
             vocabulary = int(self.adapter.unembed().weight.shape[0])
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
                 raise TokenError(
@@ -160,7 +208,9 @@ class InputPreparation:
             )
 
     def to_single_token(self, word: str) -> int:
-        """Token id of `word`, which must be exactly one token (no BOS)."""
+        """Token id of `word`, which must be exactly one token (no BOS) of the vocabulary."""
+        if not isinstance(word, str):
+            raise TokenError(f"Rival {_describe(word)} is not a word; pass a str or a token id.")
         ids = self.tokenizer.encode(word, add_special_tokens=False)
         if len(ids) != 1:
             pieces = self.tokenizer.convert_ids_to_tokens(ids)
@@ -168,4 +218,27 @@ class InputPreparation:
                 f"Rival {word!r} is not a single token: it splits into {pieces}. "
                 "Pass a word that is one token (try a leading space) or a token id."
             )
+        unknown = self.tokenizer.unk_token
+        if ids[0] == self.tokenizer.unk_token_id and word != unknown:
+            raise TokenError(
+                f"Rival {word!r} is not in the vocabulary (it becomes {unknown!r}); pass a word "
+                "the tokenizer knows, or a token id."
+            )
         return int(ids[0])
+
+    def rival_token_ids(self, rivals: Sequence[str | int] | None) -> list[int]:
+        """Token ids of `rivals` (single-token words or ids), each checked."""
+        if isinstance(rivals, (str, bytes)):
+            raise TokenError(f"rivals={rivals!r} is one string; pass a list: rivals=[{rivals!r}].")
+        vocabulary = int(self.adapter.unembed().weight.shape[0])
+        found = []
+        for rival in rivals or ():
+            if isinstance(rival, bool) or not isinstance(rival, Integral):
+                found.append(self.to_single_token(rival))  # type: ignore[arg-type]
+            elif 0 <= rival < vocabulary:
+                found.append(int(rival))
+            else:
+                raise TokenError(
+                    f"Rival token id {rival} is outside the vocabulary 0..{vocabulary - 1}."
+                )
+        return found

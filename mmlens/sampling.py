@@ -31,8 +31,10 @@ class Sampler:
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ConfigError(f"temperature={self.temperature}: use a value > 0 (or greedy).")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"top_k={self.top_k}: use an integer >= 1 (or None).")
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
+        ):
+            raise ConfigError(f"top_k={self.top_k!r}: use an integer >= 1 (or None).")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p={self.top_p}: use a value in (0, 1] (or None).")
         self.generator = None

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int, Shaped
 
-from mmlens.errors import TraceFormatError
+from mmlens.errors import ConfigError, TraceFormatError
+from mmlens.trace_files import FORMAT_VERSION, read_trace_files
 
-FORMAT_VERSION = 1
 _ARRAYS = (
     "token_ids",
     "layers",
@@ -136,6 +136,8 @@ class Trace:
     def save(self, path: str | Path) -> Path:
         """Write the trace to directory `path` as `arrays.npz` + `trace.json` (no pickle)."""
         directory = Path(path)
+        if directory.exists() and not directory.is_dir():
+            raise ConfigError(f"{directory} is a file; give a folder to save the trace in.")
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
         np.savez_compressed(directory / "arrays.npz", **arrays)
@@ -146,21 +148,12 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> "Trace":
-        """Read a trace written by `save`."""
+        """Read a trace written by `save`; a damaged one is a `TraceFormatError` naming the file."""
         directory = Path(path)
-        meta_file, array_file = directory / "trace.json", directory / "arrays.npz"
-        if not meta_file.is_file() or not array_file.is_file():
+        parts = read_trace_files(directory)
+        try:
+            return cls(**parts)
+        except TraceFormatError as error:
             raise TraceFormatError(
-                f"{directory} is not a saved Trace (needs trace.json, arrays.npz)."
-            )
-        meta = json.loads(meta_file.read_text())
-        version = meta.pop("format_version", None)
-        if version != FORMAT_VERSION:
-            raise TraceFormatError(
-                f"{directory} has trace format {version}; expected {FORMAT_VERSION}."
-            )
-        if meta.get("image_span") is not None:
-            meta["image_span"] = tuple(meta["image_span"])
-        with np.load(array_file, allow_pickle=False) as arrays:
-            loaded = {name: arrays[name] for name in arrays.files}
-        return cls(**meta, **loaded)
+                f"{directory}: {error} The saved trace is inconsistent; save it again."
+            ) from error

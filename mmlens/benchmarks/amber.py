@@ -21,7 +21,8 @@ Discriminative: AMBER's positive class is "No". The response must be exactly "Ye
 Differences from the reference's printed numbers: it rounds each percentage to 0.1 and
 computes F1 from the rounded precision and recall plus 1e-4 in the denominator; its counters
 start at 0.001 (`metrics.txt`), which shifts each ratio by < 0.001 / count. Together: at most 0.1
-point for each rate, and up to 0.15 for F1 when one of precision and recall is small. Its text pipeline and vectors: see `mmlens.benchmarks.nlp` and `.similarity`.
+point for each rate, and up to 0.15 for F1 when one of precision and recall is small. Its text
+pipeline and vectors: see `mmlens.benchmarks.nlp` and `.similarity`.
 """
 
 from collections import Counter

@@ -27,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except MMLensError as error:
-        print(f"mmlens: error: {error}", file=sys.stderr)
+        # one line, even where the message quotes a library's multi-line one
+        print(f"mmlens: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmlens: interrupted; nothing was written.", file=sys.stderr)

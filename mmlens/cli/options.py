@@ -3,6 +3,7 @@
 import argparse
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmlens.errors import ConfigError
@@ -50,6 +51,33 @@ def load_model(args: argparse.Namespace) -> "HookedLVLM":
     from mmlens.loading import load
 
     return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+
+
+def check_out_folder(out: str | Path, option: str = "--out") -> Path:
+    """An output folder path, refused at once (before any slow work) if it is an existing file."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file; give a folder path for the output.")
+    return path
+
+
+def check_out_file(
+    out: str | Path, option: str = "--out", suffixes: Sequence[str] | None = None
+) -> Path:
+    """An output file path, refused at once if it is an existing folder or (with `suffixes`,
+    e.g. a figure's formats) ends otherwise; its parent folder is made."""
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file path.")
+    if suffixes is not None and path.suffix.lower().lstrip(".") not in suffixes:
+        raise ConfigError(
+            f"{option} {path}: end it with one of .{', .'.join(sorted(suffixes))} (the format)."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{option} {path}: cannot make its folder ({error}).") from error
+    return path
 
 
 def parse_blocks(text: str, what: str) -> list[int]:

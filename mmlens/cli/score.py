@@ -43,6 +43,8 @@ def _amber(args: argparse.Namespace) -> Scores:
 
 def _score(args: argparse.Namespace) -> int:
     details = Path(args.details) if args.details else None
+    if details is not None and details.is_dir():
+        raise ConfigError(f"--details {details} is a folder; give a file path (JSON lines).")
     if details is not None and details.exists() and not args.force:
         raise ConfigError(f"{details} already exists; pass --force to replace it.")
     scores = {"pope": _pope, "chair": _chair, "amber": _amber}[args.benchmark](args)

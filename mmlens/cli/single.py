@@ -11,6 +11,8 @@ from mmlens.cli.options import (
     IMAGE_SUFFIXES,
     add_generation_options,
     add_model_options,
+    check_out_file,
+    check_out_folder,
     load_model,
     parse_block_sets,
     rivals,
@@ -74,7 +76,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    image = load_image(args.image)  # fail on a bad image before the slow model load
+    out = check_out_folder(args.out)  # fail on a bad output or image before the slow model load
+    image = load_image(args.image)
     model = load_model(args)
     words = rivals(args)
     trace = model.trace(
@@ -86,7 +89,7 @@ def _trace(args: argparse.Namespace) -> int:
         keep_features=args.keep_features,
         progress=True,
     )
-    print(f"Generated: {trace.text!r}\nSaved to {trace.save(args.out)}")
+    print(f"Generated: {trace.text!r}\nSaved to {trace.save(out)}")
     return 0
 
 
@@ -113,6 +116,7 @@ def _skip(args: argparse.Namespace) -> int:
 
     image = load_image(args.image) if args.image else demo_scene()
     extra = parse_block_sets(args.blocks or [], "--blocks")
+    html = check_out_file(args.html, "--html") if args.html else None
     model = load_model(args)
     trace = model.trace(image, args.prompt, max_new_tokens=args.max_new_tokens)
     stages = trace_stages(trace)
@@ -125,9 +129,9 @@ def _skip(args: argparse.Namespace) -> int:
             index=False
         )
     )
-    if args.html:
-        Path(args.html).write_text(skip_html(table), encoding="utf-8")
-        print(f"HTML written to {args.html}")
+    if html is not None:
+        html.write_text(skip_html(table), encoding="utf-8")
+        print(f"HTML written to {html}")
     return 0
 
 
@@ -141,6 +145,7 @@ def _trajectories(args: argparse.Namespace) -> int:
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise ConfigError(f"{folder} holds {len(paths)} images; need at least 2.")
+    out = check_out_file(args.out, "--out", figure_formats())
     images = [load_image(path) for path in paths]
     model = load_model(args)
     traces = [
@@ -156,7 +161,6 @@ def _trajectories(args: argparse.Namespace) -> int:
         method=args.method,
         item_labels=[f"{p.name}: {t.text}" for p, t in zip(paths, traces, strict=True)],
     )
-    out = Path(args.out)
     plot_trajectories(result).savefig(out)
     result.frame.to_csv(out.with_suffix(".csv"), index=False)
     for path, trace in zip(paths, traces, strict=True):
@@ -166,6 +170,13 @@ def _trajectories(args: argparse.Namespace) -> int:
         f"{out.with_suffix('.csv')}"
     )
     return 0
+
+
+def figure_formats() -> list[str]:
+    """The file formats matplotlib can save a figure in (png, pdf, svg, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return list(FigureCanvasBase.get_supported_filetypes())
 
 
 def add_commands(commands: Any) -> None:

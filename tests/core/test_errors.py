@@ -13,6 +13,7 @@ from mmlens.errors import (
     MMLensError,
     PromptError,
     TokenError,
+    TraceFormatError,
     UnsupportedModelError,
 )
 
@@ -119,6 +120,7 @@ def test_errors_share_one_family():
         LayerIndexError,
         PromptError,
         TokenError,
+        TraceFormatError,
         UnsupportedModelError,
     ):
         assert issubclass(error, MMLensError)
