@@ -75,7 +75,7 @@ torch.set_grad_enabled(False)
 
 @pytest.fixture(scope="session")
 def pipeline():
-    """The offline text pipeline of the benchmark scorers (loading spaCy's tagger takes seconds)."""
+    """The offline text pipeline of the benchmark scorers (loading its tagger takes seconds)."""
     from mmlens.benchmarks.nlp import get_pipeline
 
     return get_pipeline("offline")

@@ -72,8 +72,9 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
         "--text-pipeline",
         choices=["offline", "nltk"],
         default="offline",
-        help="offline: NLTK's tokenizer, spaCy's small tagger, WordNet morphy (no downloads); "
-        "nltk: the reference functions (needs NLTK's data installed)",
+        help="offline: NLTK's tokenizer and perceptron tagger with the data mmlens ships, "
+        "WordNet morphy (no downloads); nltk: the reference functions (needs NLTK's data "
+        "installed)",
     )
 
 
@@ -102,8 +103,8 @@ def add_commands(commands: Any) -> None:
     amber.add_argument(
         "--synonyms",
         default="auto",
-        help="near-synonym vectors: auto (en_core_web_lg if installed, else en_core_web_md), "
-        "a spaCy pipeline name, or exact",
+        help="near-synonym vectors: auto (en_core_web_lg if installed, else exact matching), "
+        "a spaCy pipeline name (e.g. en_core_web_md), or exact",
     )
     _text_options(amber)
     _common(amber)

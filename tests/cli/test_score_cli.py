@@ -111,3 +111,15 @@ def test_bad_paths_are_one_line_errors(args, capsys, tmp_path, monkeypatch):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmlens: error:") and len(err.splitlines()) == 1
+
+
+def test_help_says_what_auto_synonyms_and_the_offline_pipeline_do(capsys):
+    """The help text's claims, checked against what the code does here (no en_core_web_lg)."""
+    from mmlens.benchmarks.similarity import ExactMatch, near_synonyms
+
+    with pytest.raises(SystemExit):
+        main(["score", "amber", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "auto (en_core_web_lg if installed, else exact matching)" in text
+    assert "perceptron tagger" in text and "spaCy's small tagger" not in text
+    assert isinstance(near_synonyms("auto"), ExactMatch)
