@@ -43,3 +43,7 @@ class BenchmarkDataError(MMLensError):
 
 class MissingDependencyError(MMLensError):
     """An optional package that a feature needs is not installed."""
+
+
+class RunFolderBusyError(MMLensError):
+    """Another process is writing the run folder (`mmlens run --out`); one run owns it at a time."""

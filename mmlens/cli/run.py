@@ -1,4 +1,5 @@
-"""`mmlens run amber|pope|coco|shapes`: trace a model over a benchmark, resumable and shardable.
+"""`mmlens run amber|pope|coco|shapes|priors`: trace a model over a benchmark, resumable and
+shardable.
 
     mmlens run shapes --data BENCH --out runs/shapes   # BENCH: from `mmlens benchmark shapes`
     mmlens run pope --data coco_pope_random.json --images val2014/ --model DIR --out runs/pope
@@ -6,10 +7,14 @@
         --model DIR --device cuda --out runs/amber              # one process per GPU
     mmlens run shapes --data BENCH --out runs/shapes --skips paper --skip late=6,7
         # then the same items with skip.1-3 and blocks 6,7 skipped: runs/shapes/skips/NAME
+
+One run owns --out at a time (a second one is refused, naming the first); the owner first tidies
+what stopped runs left there (see `mmlens.runs.locking` and `mmlens.runs.repair`).
 """
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +61,12 @@ def _items(args: argparse.Namespace) -> Any:
 def _finish(store: Any, benchmark: str, line: str) -> None:
     """Rank 0: merge the parts, write the benchmark's output file and summary.json, report."""
     from mmlens.runs import write_benchmark_output
+    from mmlens.runs.repair import repair_duplicates
     from mmlens.runs.store import write_text_atomic
 
+    repaired = repair_duplicates(store.out)  # (only if a straggler of a stopped launch wrote)
+    if repaired:
+        print(repaired)
     merged, tokens = store.merge()
     output = write_benchmark_output(benchmark, merged, store.out)
     failed = merged[merged.status == "failed"] if len(merged) else merged
@@ -118,12 +127,25 @@ def _skip_sets(
     return sets
 
 
-def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+def _tidy(out: Path) -> None:
+    """Run by the lock's new holder before anything is written: say what it cleaned or repaired."""
+    from mmlens.runs.repair import tidy_run_folder
 
-    from mmlens.cli.options import load_model
+    for line in tidy_run_folder(out):
+        print(line)
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command, short, as the lock file shows it to a run that is refused."""
+    words = ["mmlens", "run", args.benchmark, "--data", args.data, "--out", args.out]
+    if args.model:
+        words += ["--model", str(args.model)]
+    return shlex.join(str(word) for word in words)
+
+
+def _run(args: argparse.Namespace) -> int:
     from mmlens.runs import RunSettings, RunStore, Shard
-    from mmlens.runs.runner import check_settings
+    from mmlens.runs.locking import hold_run_folder
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
@@ -156,7 +178,29 @@ def _run(args: argparse.Namespace) -> int:
         "model": args.model,
         "dtype": args.dtype,
     }
-    RunStore.check(args.out, {**identity, **settings.identity()})  # before the slow load
+    RunStore.check(args.out, {**identity, **settings.identity()})  # before making the folder
+    with hold_run_folder(args.out, shard, _command(args), prepare=_tidy):  # before the slow load
+        RunStore.check(args.out, {**identity, **settings.identity()})  # (a run before may have)
+        _run_locked(args, items, identity, settings, extra_sets, shard)
+    shard.close()
+    return 0
+
+
+def _run_locked(
+    args: argparse.Namespace,
+    items: Any,
+    identity: dict[str, Any],
+    settings: Any,
+    extra_sets: dict[str, list[int]],
+    shard: Any,
+) -> None:
+    """Load the model, run the items, then the skip runs; the caller holds the folder."""
+    from dataclasses import replace
+
+    from mmlens.cli.options import load_model
+    from mmlens.runs import RunStore
+    from mmlens.runs.runner import check_settings
+
     args.device = shard.device(args.device)
     model = load_model(args)
     check_settings(model, settings)
@@ -170,8 +214,6 @@ def _run(args: argparse.Namespace) -> int:
             folder = store.out / "skips" / name
             opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
             _run_one(args, model, items, opened, variant, shard)
-    shard.close()
-    return 0
 
 
 def add_commands(commands: Any) -> None:

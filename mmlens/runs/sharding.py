@@ -1,12 +1,14 @@
 """Which items this process traces when a launcher starts several (torchrun, accelerate launch).
 
-Both launchers set RANK, WORLD_SIZE and LOCAL_RANK; item i belongs to rank i % WORLD_SIZE. Every
+Both launchers set RANK, WORLD_SIZE and LOCAL_RANK; item i belongs to rank i % WORLD_SIZE. Rank 0
+locks the run folder for the whole launch and tells the others (`gather`; see `locking`). Every
 process writes its own parts; after a barrier (a gloo process group, which works beside CUDA and
 on CPU alike), rank 0 merges them.
 """
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from mmlens.errors import ConfigError
 
@@ -48,11 +50,24 @@ class Shard:
         """Wait until every process got here (nothing to wait for with one process)."""
         if self.world == 1:
             return
+        self._group().barrier()
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value` (picklable), in rank order; a barrier too. With one process,
+        `[value]`. Lets ranks agree on an outcome (e.g. rank 0 could not lock the folder)."""
+        if self.world == 1:
+            return [value]
+        found: list[Any] = [None] * self.world
+        self._group().all_gather_object(found, value)
+        return found
+
+    def _group(self) -> Any:
+        """`torch.distributed`, its gloo process group started on first use."""
         import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group("gloo", rank=self.rank, world_size=self.world)
-        dist.barrier()
+        return dist
 
     def close(self) -> None:
         import torch.distributed as dist

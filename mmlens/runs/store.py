@@ -1,23 +1,25 @@
 """A run's folder on disk, written so that a killed run loses at most its unwritten batch.
 
+    OUT/.lock             held by the run writing the folder: one run at a time (see `locking`)
     OUT/run.json          what ran (benchmark, model, settings): a second run with the same OUT
                           and other settings is refused, never mixed in
     OUT/parts/RRR-NNNNNN/ one folder per written batch (process rank, sequence number) holding
-                          items.parquet and tokens.parquet; it appears whole (written beside it as
-                          .partial-RRR-..., then renamed) or not at all
+                          items.parquet, tokens.parquet and part.json; it appears whole (written
+                          beside it as .partial-RRR-..., then renamed) or not at all (see `parts`)
     OUT/items.parquet     every item once, in benchmark order (merged when the run finishes)
     OUT/tokens.parquet    every generated token's per-layer records
     OUT/summary.json      counts and timing
     OUT/skips/NAME/       the same items with blocks skipped (`mmlens run --skips`), each a run
 
 On resume, items in any complete part are done (whether they succeeded or failed); partial
-folders of this process's rank are removed.
+folders of this process's rank are removed. An item in two parts (two runs at once before runs
+locked their folder, or a crash) is kept once, from the first part (see `repair`).
 """
 
 import json
 import os
 import shutil
-import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,12 @@ from typing import Any
 import pandas as pd
 
 from mmlens.errors import ConfigError
+from mmlens.runs.locking import LOCK_NAME
+from mmlens.runs.parts import complete_parts, write_part_folder
+from mmlens.runs.repair import repair_duplicates
 
 FORMAT_VERSION = 1
-OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial", "skips"})
+OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial", "skips", LOCK_NAME})
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RunStore:
 
     out: Path
     rank: int = 0
+    run: dict[str, Any] | None = None  # run.json's record, written into each part's part.json
 
     @staticmethod
     def check(out: str | Path, identity: dict[str, Any]) -> None:
@@ -67,7 +73,9 @@ class RunStore:
 
     @classmethod
     def open(cls, out: str | Path, identity: dict[str, Any], rank: int = 0) -> "RunStore":
-        """Create the folder, or reopen it after checking that it holds the same run."""
+        """Create the folder, or reopen it after checking that it holds the same run. Only one
+        run may write a folder at a time: hold it (`locking.hold_run_folder`, as `mmlens run`
+        does) around opening and running."""
         cls.check(out, identity)
         out = Path(out)
         record = {"format": FORMAT_VERSION, **identity}
@@ -75,7 +83,7 @@ class RunStore:
         (out / "parts").mkdir(parents=True, exist_ok=True)
         if not path.is_file():
             write_text_atomic(path, json.dumps(record, indent=1) + "\n")
-        store = cls(out, rank)
+        store = cls(out, rank, record)
         for stale in (out / "parts").glob(f".partial-{rank:03d}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return store
@@ -83,7 +91,7 @@ class RunStore:
     @property
     def parts(self) -> list[Path]:
         """Complete part folders, in name order."""
-        return sorted(p for p in (self.out / "parts").iterdir() if not p.name.startswith("."))
+        return complete_parts(self.out / "parts")
 
     def done_ids(self) -> set[int]:
         """Ids of the items any complete part holds."""
@@ -94,16 +102,7 @@ class RunStore:
 
     def write_part(self, items: pd.DataFrame, tokens: pd.DataFrame) -> Path:
         """Write one batch's tables as a new complete part."""
-        mine = [p for p in self.parts if p.name.startswith(f"{self.rank:03d}-")]
-        sequence = int(mine[-1].name.split("-")[1]) + 1 if mine else 0
-        final = self.out / "parts" / f"{self.rank:03d}-{sequence:06d}"
-        work = self.out / "parts" / f".partial-{self.rank:03d}-{uuid.uuid4().hex}"
-        work.mkdir()
-        items.to_parquet(work / "items.parquet", index=False)
-        tokens.to_parquet(work / "tokens.parquet", index=False)
-        _fsync_folder(work)
-        os.rename(work, final)
-        return final
+        return write_part_folder(self.out / "parts", self.rank, items, tokens, self.run)
 
     def read(self, table: str) -> pd.DataFrame:
         """One table ("items" or "tokens") over every complete part."""
@@ -112,7 +111,11 @@ class RunStore:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def merge(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Write items.parquet and tokens.parquet over all parts, in benchmark order."""
+        """Write items.parquet and tokens.parquet over all parts, in benchmark order (an item
+        written twice is first kept once, with a warning: see `repair`)."""
+        repaired = repair_duplicates(self.out)
+        if repaired:
+            warnings.warn(repaired, RuntimeWarning, stacklevel=2)
         items = self.read("items")
         tokens = self.read("tokens")
         if len(items):
@@ -135,12 +138,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
-
-
-def _fsync_folder(folder: Path) -> None:
-    for file in folder.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
 
 
 def run_identity(folder: str | Path) -> dict[str, Any]:
