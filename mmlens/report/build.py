@@ -15,31 +15,48 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmlens.analyses import divergence, skip, stages, token_probs, trajectories
+from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.errors import ConfigError
 from mmlens.html import circuitsvis_parts, page
 from mmlens.inputs import ImageLike, load_image
 from mmlens.outputs import finish_folder, start_folder
+from mmlens.report.hallucination import hallucination_section
 from mmlens.report.sections import figure_section, table_html, tokens_by_critical_layer
 from mmlens.trace import Trace
+from mmlens.words import first_token_id
 
 STYLE = (
     ".tok { padding: 1px 2px; margin: 1px; border-radius: 3px; display: inline-block;"
     " white-space: pre; }"
     " .tokens { line-height: 2; } img.figure { max-width: 100%; }"
     " section { margin-bottom: 2.5em; } .table td, .table th { padding: 2px 8px; }"
+    # circuitsvis pads each token view by 350 px to make room for its hover table; that table
+    # floats over what follows, so the padding is only empty space
+    ' #interactive div[style*="padding-bottom: 350px"] { padding-bottom: 0.5em !important; }'
 )
 
 
 @dataclass(frozen=True)
 class ReportSettings:
+    """What to generate and show. With `truth` (the objects really in the image) and `objects`
+    (the words that name objects), the report judges each generated object word and shows the
+    hallucinated ones against the truth."""
+
     prompt: str = "Please describe this image in detail."
     max_new_tokens: int = 64
     rivals: Sequence[str] = field(default_factory=tuple)
     lens: str = "normed"
+    truth: Sequence[str] = field(default_factory=tuple)
+    objects: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens}; it must be >= 1.")
+        if bool(self.truth) != bool(self.objects):
+            raise ConfigError(
+                f"truth={list(self.truth)}, objects={list(self.objects)}: give both (the objects "
+                "in the image, and the words that name objects) or neither."
+            )
 
 
 DEFAULT_SETTINGS = ReportSettings()
@@ -56,6 +73,24 @@ def _summary(trace: Trace, found: stages.TraceStages) -> str:
     }
     frame = pd.DataFrame.from_dict(facts, orient="index", columns=["value"])
     return f"<section><h2>Stage summary</h2>{table_html(frame)}</section>"
+
+
+#: Paper Fig. 2 draws the first this many steps (one panel each).
+FIG2_STEPS = 20
+
+
+def _fig2_note(trace: Trace) -> str:
+    shown = min(trace.n_steps, FIG2_STEPS)
+    which = (
+        f"All {trace.n_steps} generated tokens"
+        if shown == trace.n_steps
+        else f"The first {shown} of the {trace.n_steps} generated tokens (steps 0-{shown - 1}; "
+        "the trace in trace/ has them all)"
+    )
+    return (
+        f"{which}, one panel each: the filled curve is the generated token's probability; dashed "
+        "lines are the other tokens that are top-1 at some late layer (the paper's candidates)."
+    )
 
 
 def _skip_section(skips: pd.DataFrame | None) -> str:
@@ -78,6 +113,12 @@ def write_report(
     """Run every analysis on one image and prompt; write `out/report.html` and `out/trace/`."""
     out = Path(out)
     picture = load_image(image)
+    vocabulary = ObjectVocabulary.from_words([*settings.objects, *settings.truth])
+    truth_ids = {
+        word: token
+        for word in settings.truth
+        if (token := first_token_id(model.tokenizer, word)) is not None
+    }
     work = start_folder(out, force)
     try:
         with tqdm(total=6, desc="report", disable=not progress) as bar:
@@ -86,7 +127,7 @@ def write_report(
                 picture,
                 settings.prompt,
                 max_new_tokens=settings.max_new_tokens,
-                rivals=list(settings.rivals),
+                rivals=[*settings.rivals, *truth_ids.values()],
                 lens=settings.lens,
                 keep_features=True,
                 progress=False,
@@ -101,7 +142,10 @@ def write_report(
             figures = [
                 figure_section(
                     "Token probabilities across layers (paper Fig. 2)",
-                    token_probs.plot_token_probabilities(trace, candidates="paper"),
+                    token_probs.plot_token_probabilities(
+                        trace, range(min(trace.n_steps, FIG2_STEPS)), candidates="paper"
+                    ),
+                    _fig2_note(trace),
                 ),
                 figure_section(
                     "Jensen-Shannon divergence of adjacent layers (paper Fig. 4)",
@@ -139,6 +183,8 @@ def write_report(
                     settings.prompt,
                     stages=found,
                     max_new_tokens=settings.max_new_tokens,
+                    truth=settings.truth or None,
+                    vocabulary=vocabulary if settings.truth else None,
                 )
             bar.update()
             bar.set_postfix_str("writing")
@@ -150,6 +196,11 @@ def write_report(
                     figure_section("Image", picture, width="256px"),
                     "<section><h2>Generated text, by critical layer</h2>"
                     f"{tokens_by_critical_layer(trace, table)}</section>",
+                    hallucination_section(
+                        trace, table, skips, settings.truth, vocabulary, truth_ids
+                    )
+                    if settings.truth
+                    else "",
                     _summary(trace, found),
                     *figures,
                     _skip_section(skips),

@@ -36,6 +36,40 @@ def figure_section(
     )
 
 
+#: Swatches dark enough to need white text on them.
+_DARK_FROM = 4
+NO_CRITICAL = "#eeeeee"
+
+
+def _bin(layer: int, last: int) -> int:
+    """The colour (index into STAGE_COLOURS) of a critical layer in a model of layers 0..last."""
+    return layer * len(STAGE_COLOURS) // (last + 1)
+
+
+def _swatch(colour: str, text: str, title: str = "") -> str:
+    dark = colour in STAGE_COLOURS[_DARK_FROM:]
+    style = f"background:{colour}" + (";color:white" if dark else "")
+    hover = f' title="{html.escape(title)}"' if title else ""
+    return f'<span class="tok" style="{style}"{hover}>{text}</span>'
+
+
+def critical_layer_legend(last: int) -> str:
+    """One swatch per colour in use, labelled with the critical layers it stands for (a range
+    where several share it), and the grey of tokens without a critical layer."""
+    swatches = []
+    for index, colour in enumerate(STAGE_COLOURS):
+        layers = [layer for layer in range(last + 1) if _bin(layer, last) == index]
+        if layers:
+            label = str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
+            swatches.append(_swatch(colour, label))
+    swatches.append(_swatch(NO_CRITICAL, "none"))
+    return (
+        f"<p><small>Critical layer (pair l = layers l -> l+1; hover a token for its own): "
+        f"{' '.join(swatches)} (grey: the token never settles, so it has no critical layer)"
+        "</small></p>"
+    )
+
+
 def tokens_by_critical_layer(trace: Trace, stages: pd.DataFrame) -> str:
     """The generated text, each token's background showing its critical layer (hover for it)."""
     last = max(int(trace.layers[-1]), 1)
@@ -43,23 +77,15 @@ def tokens_by_critical_layer(trace: Trace, stages: pd.DataFrame) -> str:
     for row in stages.itertuples():
         layer = row.critical_layer
         if pd.isna(layer):
-            colour, title = "#eeeeee", "no critical layer"
+            colour, title = NO_CRITICAL, "no critical layer"
         else:
-            colour = STAGE_COLOURS[int(layer) * len(STAGE_COLOURS) // (last + 1)]
+            colour = STAGE_COLOURS[_bin(int(layer), last)]
             title = f"critical layer {int(layer)}"
         if row.mutation_layers:
             title += f"; mutation at {', '.join(map(str, row.mutation_layers))}"
-        spans.append(
-            f'<span class="tok" style="background:{colour}" title="{html.escape(title)}">'
-            f"{html.escape(shown(str(row.token)))}</span>"
-        )
-    steps = len(STAGE_COLOURS)
-    legend = " ".join(
-        f'<span class="tok" style="background:{colour}">{i * (last + 1) // steps}+</span>'
-        for i, colour in enumerate(STAGE_COLOURS)
-    )
+        spans.append(_swatch(colour, html.escape(shown(str(row.token))), title))
     text = "".join(spans)  # each token carries its own leading space, as the text reads
-    return f'<p class="tokens">{text}</p><p><small>Critical layer: {legend}</small></p>'
+    return f'<p class="tokens">{text}</p>{critical_layer_legend(last)}'
 
 
 def table_html(frame: pd.DataFrame) -> str:

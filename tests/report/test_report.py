@@ -12,6 +12,7 @@ from mmlens.report import ReportSettings
 
 SECTIONS = (
     "Generated text, by critical layer",
+    "Hallucinated words",
     "Stage summary",
     "Token probabilities across layers",
     "Rival words",
@@ -36,10 +37,33 @@ def test_report_has_every_section_and_the_trace(report):
     page = (report / "report.html").read_text()
     for title in SECTIONS:
         assert title in page, title
-    assert page.count('<img class="figure"') == 6  # image + 5 figures
+    assert page.count('<img class="figure"') == 7  # image + 5 figures + the hallucinated word
     assert "unpkg.com" not in page and not re.search(r"<script[^>]+src=", page)
     trace = Trace.load(report / "trace")
-    assert trace.rival_words == ["green", "red"] and trace.features is not None
+    assert trace.rival_words[:2] == ["green", "red"] and trace.features is not None
+    # the bundled scene (a green circle, a red square) breaks the model's green-triangle prior
+    assert "triangle" in trace.text and "circle" not in trace.text
+    assert "In the image: circle, square." in page
+    assert "&#x27;triangle&#x27; (step" in page and "is not in the image" in page
+    shown = min(trace.n_steps, 20)
+    assert f"The first {shown} of the {trace.n_steps} generated tokens" in page or (
+        trace.n_steps <= 20 and f"All {trace.n_steps} generated tokens" in page
+    )
+
+
+def test_critical_layer_legend_covers_every_layer_once():
+    from mmlens.report.sections import STAGE_COLOURS, critical_layer_legend
+
+    for last in (8, 32, 3):
+        legend = critical_layer_legend(last)
+        labels = re.findall(r">([0-9]+(?:-[0-9]+)?)</span>", legend)
+        covered = []
+        for label in labels:
+            first, _, end = label.partition("-")
+            covered += list(range(int(first), int(end or first) + 1))
+        assert covered == list(range(last + 1)), (last, labels)  # no bin skipped or repeated
+        assert len(labels) == min(last + 1, len(STAGE_COLOURS))
+        assert "color:white" in legend and "no critical layer" in legend
 
 
 def test_existing_folder_needs_force(report, capsys):
@@ -130,7 +154,19 @@ def test_report_in_headless_chromium(report, tmp_path):
     # circuitsvis rendered into its divs (they are empty before its script runs)
     rendered = re.findall(r'<div id="cv-[0-9a-f]+">(.*?)</div>', dom.stdout, flags=re.S)
     assert rendered and all(piece.strip() for piece in rendered)
-    assert dom.stdout.count("<img") == 6
+    assert dom.stdout.count("<img") == 7
+    # the interactive views sit close together (circuitsvis pads each by 350 px otherwise)
+    probe = report / "probe.html"
+    measure = (
+        "<script>setTimeout(() => document.body.setAttribute('data-height', "
+        "document.getElementById('interactive').getBoundingClientRect().height), 1000)</script>"
+    )
+    probe.write_text((report / "report.html").read_text().replace("</body>", measure + "</body>"))
+    measured = subprocess.run(
+        [*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    height = float(re.search(r'data-height="([0-9.]+)"', measured.stdout).group(1))
+    assert 0 < height < 1100, height
     shot = report / "screenshot.png"
     subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
