@@ -8,6 +8,7 @@ and every object word's stages and probability against the true object's).
 """
 
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _probability_figure(tokens: pd.DataFrame, words: pd.DataFrame) -> Figure:
     for index, row in enumerate(words.itertuples()):
         rows = tokens[tokens.step == row.step].sort_values("layer")
         colour = f"C{index % 10}"
-        label = f"{row.word} ({'hallucinated' if row.hallucinated else 'correct'})"
+        label = f"{row.word}, step {row.step} ({'hallucinated' if row.hallucinated else 'correct'})"
         axis.plot(rows.layer, rows.prob, color=colour, label=label)
         if "truth_logprob" in rows and rows.truth_logprob.notna().any():
             axis.plot(rows.layer, np.exp(rows.truth_logprob), color=colour, ls="--", lw=1)
@@ -66,13 +67,22 @@ def _probability_figure(tokens: pd.DataFrame, words: pd.DataFrame) -> Figure:
     return figure
 
 
+def _truth_text(truth: object) -> str:
+    """A run's JSON truth ('["dog", "grass"]' or '"yes"') as plain words: dog, grass."""
+    try:
+        value = json.loads(str(truth))
+    except ValueError:
+        return str(truth)
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _item_view(item: pd.Series, words: pd.DataFrame, tokens: pd.DataFrame) -> str:
     columns = ["step", "word", "object", "hallucinated", "critical_layer", "mutation_layers"]
     columns += ["prob_final", "truth_prob_final", "truth_ahead_before_mutation"]
     return (
         f'<section id="item-{item.id}"><h3>Item {item.id}</h3>'
         f"<p><b>Prompt</b>: {html.escape(str(item.prompt))}<br><b>Truth</b>: "
-        f"{html.escape(str(item.truth))}<br><b>Output</b>: "
+        f"{html.escape(_truth_text(item.truth))}<br><b>Output</b>: "
         f"{_marked_caption(str(item.output), words)}</p>"
         f"{table_html(words[columns].set_index('step'))}"
         "<p>Object words' probability by layer (dashed: the best true object):</p>"
@@ -175,10 +185,11 @@ def write_link_report(
                 "Where object words first mutate", plot_mutation_layers(mentions, "hallucinated")
             )
         )
-    if len(answers) and answers.has_mutation.any():
+    scored = answers[answers.wrong.notna()] if len(answers) else answers
+    if len(scored) and scored.has_mutation.any():
         body.append(
             figure_section(
-                "Where yes-no answers first mutate", plot_mutation_layers(answers, "wrong")
+                "Where yes-no answers first mutate", plot_mutation_layers(scored, "wrong")
             )
         )
     if mitigation is not None and len(mitigation):

@@ -4,6 +4,7 @@ import base64
 import html
 import io
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
@@ -88,8 +89,30 @@ def tokens_by_critical_layer(trace: Trace, stages: pd.DataFrame) -> str:
     return f'<p class="tokens">{text}</p>{critical_layer_legend(last)}'
 
 
+def _cell(value: object) -> object:
+    """A table cell as a person reads it: lists of layers as "6, 7" (or "none"), yes / no,
+    n/a for a missing value."""
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value)) or "none"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return value
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its non-numeric columns (and booleans) written for people (`_cell`)."""
+    out = frame.copy()
+    for column in out.columns:
+        if not pd.api.types.is_float_dtype(out[column]) or pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].astype(object).map(_cell)
+    return out
+
+
 def table_html(frame: pd.DataFrame) -> str:
-    """A table for people: 3 significant digits, "n/a" where a value could not be computed."""
-    return frame.to_html(
+    """A table for people: 3 significant digits, "n/a" where a value could not be computed,
+    lists and yes / no written out (`readable`)."""
+    return readable(frame).to_html(
         index=True, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="n/a"
     )

@@ -1,6 +1,8 @@
 """`mmlens run --skips` then `mmlens link` on the built-in benchmark with the shipped model, and
 the mistakes a user can make on the way."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -42,6 +44,9 @@ def test_skip_runs_then_the_link_report(bench, tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "Skipping layers as mitigation" in page and "Benchmark metrics" in page
     assert 'href="#item-' in page and "http" not in page.replace("http-equiv", "")
+    # tables and legends for people: no Python tuples, <NA>, NaN or repeated legend labels
+    assert not re.search(r"\(\d+,\)|&lt;NA&gt;|>NaN<|>None<", page), "raw values in the report"
+    assert re.search(r"<b>Truth</b>: \w+", page)  # words, not a JSON list
 
 
 def test_mistakes_get_one_clear_line(bench, tmp_path, capsys):
