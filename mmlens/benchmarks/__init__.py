@@ -13,6 +13,7 @@ from mmlens.benchmarks.chair import (
 )
 from mmlens.benchmarks.items import BenchmarkItem, ItemSet, Skipped
 from mmlens.benchmarks.pope import pope_answer, read_pope, read_pope_answers, score_pope
+from mmlens.benchmarks.pope_llava import PopeSplitScores, read_llava_pope, score_llava_pope
 from mmlens.benchmarks.scores import Scores
 from mmlens.benchmarks.shapes import read_shapes, write_shapes_benchmark
 
@@ -21,6 +22,7 @@ __all__ = [
     "BenchmarkItem",
     "CocoTruth",
     "ItemSet",
+    "PopeSplitScores",
     "Scores",
     "Skipped",
     "caption_objects",
@@ -28,12 +30,14 @@ __all__ = [
     "read_amber",
     "read_amber_responses",
     "read_captions",
+    "read_llava_pope",
     "read_coco",
     "read_pope",
     "read_pope_answers",
     "read_shapes",
     "score_amber",
     "score_chair",
+    "score_llava_pope",
     "score_pope",
     "write_shapes_benchmark",
 ]

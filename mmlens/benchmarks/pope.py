@@ -9,7 +9,8 @@ Scoring follows POPE's `evaluate.py`: keep the text before the first ".", drop c
 spaces; the answer is "no" if one of the words is `No`, `not` or `no`, else "yes". "yes" is the
 positive class. The reference pairs answers with questions by line order; mmlens pairs them by
 `question_id` (the same when the answer file is in question order) and reports questions left
-without an answer instead of mis-pairing them.
+without an answer instead of mis-pairing them. LLaVA's layout (one question file for all splits,
+scored per split against these files) is in `pope_llava`.
 """
 
 import re
@@ -33,6 +34,7 @@ from mmlens.benchmarks.scores import Scores, f1_score, ratio
 from mmlens.errors import BenchmarkDataError
 
 SUBSETS = ("random", "popular", "adversarial")
+LLAVA_ID_STRIDE = 10_000_000  # LLaVA's question ids: stride * split index + POPE's id
 NEGATIVE_WORDS = ("No", "not", "no")
 
 
@@ -77,6 +79,11 @@ def read_pope(questions: str | Path, images: str | Path | None = None) -> ItemSe
 def read_pope_answers(path: str | Path) -> dict[int, str]:
     """question_id -> answer text, from LLaVA-style answer JSON lines."""
     pairs = read_outputs(path, "question_id", "text", "POPE answers")
+    if not pairs:
+        raise BenchmarkDataError(
+            f"{path} holds no answers; expected JSON lines of question_id and text (the answer "
+            "file LLaVA's model_vqa_loader writes)."
+        )
     answers = dict(pairs)
     if len(answers) < len(pairs):
         repeated = sorted(i for i, n in Counter(i for i, _ in pairs).items() if n > 1)
@@ -114,9 +121,15 @@ def score_pope(items: ItemSet, answers: Mapping[int, str] | pd.DataFrame) -> Sco
     known = {item.id for item in items} | {s.id for s in items.skipped}
     unknown = sorted(set(answers) - known)
     if unknown:
+        llava = (
+            " Ids from 10,000,000 up are LLaVA's numbering: score LLaVA's answers against its "
+            "question file and POPE's label folder (--annotation-dir)."
+            if unknown[-1] >= LLAVA_ID_STRIDE
+            else ""
+        )
         raise BenchmarkDataError(
             f"{len(unknown)} answers have a question_id that is not among the questions "
-            f"(first: {unknown[:5]}); are the answers for another subset?"
+            f"(first: {unknown[:5]}); are the answers for another subset?{llava}"
         )
     rows = [
         {

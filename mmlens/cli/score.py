@@ -3,15 +3,34 @@
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmlens.benchmarks.scores import Scores
 from mmlens.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mmlens.benchmarks.pope_llava import PopeSplitScores
 
-def _pope(args: argparse.Namespace) -> Scores:
+
+def _pope(args: argparse.Namespace) -> "Scores | PopeSplitScores":
+    """POPE's layout (one split's label file, --questions) or, with --annotation-dir, LLaVA's
+    (one question file for all splits, scored per split against POPE's label files)."""
     from mmlens.benchmarks.pope import read_pope, read_pope_answers, score_pope
+    from mmlens.benchmarks.pope_llava import (
+        is_llava_question_file,
+        read_llava_pope,
+        score_llava_pope,
+    )
 
+    if args.annotation_dir is not None:
+        data = read_llava_pope(args.questions, args.annotation_dir)
+        return score_llava_pope(data, read_pope_answers(args.answers))
+    if is_llava_question_file(args.questions):
+        raise ConfigError(
+            f"{args.questions} is LLaVA's question file (its questions have a 'category', no "
+            "'label'); add --annotation-dir DIR, the folder of POPE's label files "
+            "coco_pope_{random,popular,adversarial}.json, to score it per split."
+        )
     return score_pope(read_pope(args.questions), read_pope_answers(args.answers))
 
 
@@ -47,6 +66,7 @@ def _score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--details {details} is a folder; give a file path (JSON lines).")
     if details is not None and details.exists() and not args.force:
         raise ConfigError(f"{details} already exists; pass --force to replace it.")
+    scores: Scores | PopeSplitScores
     scores = {"pope": _pope, "chair": _chair, "amber": _amber}[args.benchmark](args)
     if details is not None:
         details.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +102,37 @@ def add_commands(commands: Any) -> None:
     """Register `mmlens score` and its three benchmarks."""
     score = commands.add_parser("score", help="score existing outputs on POPE, CHAIR or AMBER")
     benchmarks = score.add_subparsers(dest="benchmark", required=True)
-    pope = benchmarks.add_parser("pope", help="POPE accuracy, precision, recall, F1, yes-ratio")
-    pope.add_argument("--questions", required=True, help="POPE question file (JSON lines)")
-    pope.add_argument("--answers", required=True, help="answers: JSON lines of question_id, text")
+    pope = benchmarks.add_parser(
+        "pope",
+        help="POPE accuracy, precision, recall, F1, yes-ratio",
+        description="POPE's layout: --questions coco_pope_random.json --answers FILE (one split). "
+        "LLaVA's layout (scripts/v1_5/eval/pope.sh), with eval_pope.py's option names: "
+        "--annotation-dir coco/ --question-file llava_pope_test.jsonl --result-file FILE scores "
+        "each split named in the questions' 'category' against coco_pope_{split}.json and "
+        "prints the F1 averaged over random, popular and adversarial. Answers are paired with "
+        "questions by question_id, questions with labels by id (LLaVA's id modulo 10,000,000) "
+        "or else by order as eval_pope.py does, each pair checked to ask the same question.",
+    )
+    pope.add_argument(
+        "--questions",
+        "--question-file",
+        dest="questions",
+        required=True,
+        help="POPE's question file with labels (JSON lines), or LLaVA's llava_pope_test.jsonl "
+        "(question_id, image, text, category) with --annotation-dir",
+    )
+    pope.add_argument(
+        "--answers",
+        "--result-file",
+        dest="answers",
+        required=True,
+        help="answers: JSON lines of question_id, text (LLaVA's answer file)",
+    )
+    pope.add_argument(
+        "--annotation-dir",
+        help="LLaVA's layout: the folder of POPE's label files coco_pope_{split}.json; "
+        "needed (and only allowed) when the question file is LLaVA's",
+    )
     _common(pope)
     chair = benchmarks.add_parser("chair", help="CHAIR_s, CHAIR_i, Recall, Len on MS-COCO")
     chair.add_argument("--captions", required=True, help="JSON lines of image_id, caption")

@@ -123,3 +123,139 @@ def test_help_says_what_auto_synonyms_and_the_offline_pipeline_do(capsys):
     assert "auto (en_core_web_lg if installed, else exact matching)" in text
     assert "perceptron tagger" in text and "spaCy's small tagger" not in text
     assert isinstance(near_synonyms("auto"), ExactMatch)
+
+
+# --- POPE in LLaVA's layout (tests/data/pope/llava, built from the POPE subset) -----------------
+
+LLAVA = DATA / "pope" / "llava"
+COCO = DATA / "pope" / "coco"
+LLAVA_ARGS = [
+    "score",
+    "pope",
+    "--annotation-dir",
+    str(COCO),
+    "--question-file",
+    str(LLAVA / "llava_pope_test.jsonl"),
+    "--result-file",
+    str(LLAVA / "answers.jsonl"),
+]
+# worked out by hand in tests/scoring/test_pope.py::test_llava_layout_by_hand (TP, FP, TN, FN)
+BY_HAND = {"random": (25, 4, 26, 5), "popular": (24, 6, 24, 6), "adversarial": (20, 10, 20, 10)}
+
+
+def test_pope_llava_layout_table(capsys):
+    assert main(LLAVA_ARGS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "POPE per split (rates in %; n = answers scored)"
+    assert lines[1].split() == ["split", "accuracy", "precision", "recall", "f1", "yes_ratio", "n"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert list(rows) == ["random", "popular", "adversarial"]
+    for split, (tp, fp, tn, fn) in BY_HAND.items():
+        expected = [
+            (tp + tn) / 60,
+            tp / (tp + fp),
+            tp / (tp + fn),
+            2 * tp / (2 * tp + fp + fn),
+            (tp + fp) / 60,
+        ]
+        assert rows[split] == [f"{100 * x:.2f}" for x in expected] + ["60"]
+    mean = (50 / 59 + 48 / 60 + 40 / 60) / 3
+    assert (
+        lines[5] == f"  mean F1 over random, popular, adversarial: {100 * mean:.2f} (180 answers)"
+    )
+    assert len(lines) == 6  # no notes: every question answered, paired by id
+
+
+def test_pope_llava_layout_json_and_details(tmp_path, capsys):
+    details = tmp_path / "items.jsonl"
+    assert main([*LLAVA_ARGS, "--json", "--details", str(details)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result) == [
+        "splits",
+        "mean_f1",
+        "mean_f1_over",
+        "n_scored",
+        "n_unanswered",
+        "paired_by",
+    ]
+    assert list(result["splits"]) == ["random", "popular", "adversarial"]
+    for split, (tp, fp, tn, fn) in BY_HAND.items():
+        metrics = result["splits"][split]
+        assert list(metrics)[:5] == ["accuracy", "precision", "recall", "f1", "yes_ratio"]
+        assert metrics["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+        assert metrics["accuracy"] == pytest.approx((tp + tn) / 60)
+        assert (metrics["n_scored"], metrics["n_unanswered"]) == (60, 0)
+    assert result["mean_f1"] == pytest.approx((50 / 59 + 48 / 60 + 40 / 60) / 3)
+    assert result["mean_f1_over"] == ["random", "popular", "adversarial"]
+    assert (result["n_scored"], result["n_unanswered"]) == (180, 0)
+    assert set(result["paired_by"].values()) == {"question_id"}
+    import pandas as pd
+
+    frame = pd.read_json(details, lines=True)
+    assert len(frame) == 180 and set(frame.split) == {"random", "popular", "adversarial"}
+    assert frame.correct.sum() == sum(tp + tn for tp, _, tn, _ in BY_HAND.values())
+
+
+def test_pope_llava_layout_takes_popes_option_names_too(capsys):
+    args = ["score", "pope", "--annotation-dir", str(COCO), "--json"]
+    args += ["--questions", str(LLAVA / "llava_pope_test.jsonl")]
+    assert main([*args, "--answers", str(LLAVA / "answers.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out)["n_scored"] == 180
+
+
+def _llava_case(tmp_path, case):
+    """(question file, answer file, annotation dir) with one thing wrong."""
+    questions = [json.loads(x) for x in (LLAVA / "llava_pope_test.jsonl").read_text().splitlines()]
+    answers = [json.loads(x) for x in (LLAVA / "answers.jsonl").read_text().splitlines()]
+    labels = COCO
+    if case == "no category":
+        questions = [{k: v for k, v in q.items() if k != "category"} for q in questions]
+    elif case == "unknown ids":
+        answers.append({"question_id": 30_000_001, "text": "Yes"})
+    elif case == "missing split":
+        labels = tmp_path / "coco"
+        labels.mkdir()
+        for split in ("random", "adversarial"):
+            name = f"coco_pope_{split}.json"
+            (labels / name).write_bytes((COCO / name).read_bytes())
+    elif case == "empty answers":
+        answers = []
+    q, a = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
+    q.write_text("".join(json.dumps(x) + "\n" for x in questions))
+    a.write_text("".join(json.dumps(x) + "\n" for x in answers))
+    return q, a, labels
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no category", "q.jsonl question 1 has no 'category'"),
+        ("unknown ids", "1 answers have a question_id that is not in the question file"),
+        ("missing split", "no label file for split 'popular'"),
+        ("empty answers", "a.jsonl holds no answers"),
+    ],
+)
+def test_pope_llava_layout_errors_are_one_line(tmp_path, capsys, case, message):
+    q, a, labels = _llava_case(tmp_path, case)
+    args = ["score", "pope", "--annotation-dir", str(labels)]
+    assert main([*args, "--question-file", str(q), "--result-file", str(a)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mmlens: error:") and len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_llava_question_file_without_annotation_dir_says_what_to_add(capsys):
+    args = ["score", "pope", "--questions", str(LLAVA / "llava_pope_test.jsonl")]
+    assert main([*args, "--answers", str(LLAVA / "answers.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "LLaVA's question file" in err and "--annotation-dir" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_pope_help_shows_both_layouts(capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "pope", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--annotation-dir", "--question-file", "--result-file", "--questions"):
+        assert option in text
+    assert "averaged over random, popular and adversarial" in text
