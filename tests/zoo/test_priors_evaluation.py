@@ -100,6 +100,8 @@ def test_accuracy_and_calls_from_an_answer_table():
         ["question", "blue", "blue"],
         ["caption", "blue", "blue"],
     ]
+    # the card splits prior errors by scene size: every call says its scene's object count
+    assert calls.n_objects.tolist() == [1, 1]
 
 
 def test_link_is_split_by_the_cause_of_the_error():

@@ -135,13 +135,14 @@ def accuracy(answers: pd.DataFrame) -> pd.DataFrame:
 
 
 def colour_calls(answers: pd.DataFrame) -> pd.DataFrame:
-    """One row per object and source ("question" or "caption"): the colour drawn, the colour
-    said, and the object's prior colour ('' if none)."""
+    """One row per object and source ("question" or "caption"): its scene and the scene's number
+    of objects, the colour drawn, the colour said, and the object's prior colour ('' if none)."""
     rows = []
     for _, row in answers[answers["kind"] == "colour"].iterrows():
         rows.append(
             {
                 "scene": row["scene"],
+                "n_objects": row["n_objects"],
                 "source": "question",
                 "object": row["object"],
                 "drawn": row["drawn"],
@@ -154,6 +155,7 @@ def colour_calls(answers: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "scene": row["scene"],
+                    "n_objects": row["n_objects"],
                     "source": "caption",
                     "object": name,
                     "drawn": scene.find(name).colour,
@@ -289,7 +291,11 @@ def main() -> None:
         answers.to_csv(Path(args.out) / "answers.csv", index=False)
         calls.to_csv(Path(args.out) / "calls.csv", index=False)
     print(accuracy(answers).round(3).to_string(index=False))
+    print("Prior colour errors, one- and two-object scenes pooled:")
     print(prior_errors(calls).round(3).to_string(index=False))
+    for count, part in calls.groupby("n_objects"):
+        print(f"Scenes with {count} object(s) only:")
+        print(prior_errors(part).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
