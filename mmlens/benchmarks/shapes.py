@@ -158,7 +158,8 @@ def write_shapes_benchmark(
 
 def read_shapes(folder: str | Path) -> ItemSet:
     """The written benchmark's items (images from `folder/images`), each with its scene and what
-    it probes in `extra` ("scene", "probe", "prior_broken")."""
+    it probes in `extra` ("scene", "probe", "prior_broken"), scene by scene: each scene's caption,
+    then its questions."""
     folder = Path(folder)
     metadata = read_json(folder / "mmlens_benchmark.json", "the built-in benchmark's metadata")
     if metadata.get("name") != "mmlens-shapes" or metadata.get("version") != VERSION:
@@ -177,4 +178,7 @@ def read_shapes(folder: str | Path) -> ItemSet:
                 "shapes", item.id, item.image, item.prompt, item.task, item.kind, item.truth, extra
             )
         )
+    # scene by scene (its caption, then its questions), so any prefix (`mmlens run --limit N`)
+    # holds captions and yes-no questions of the same images
+    items.sort(key=lambda item: (item.extra["scene"], item.task != "generative", item.id))
     return ItemSet(tuple(items), found.skipped)

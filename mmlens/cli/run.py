@@ -1,6 +1,7 @@
 """`mmlens run amber|pope|coco|shapes|priors`: trace a model over a benchmark, resumable and
 shardable.
 
+    mmlens run shapes --out runs/shapes   # writes the built-in benchmark to runs/shapes/benchmark
     mmlens run shapes --data BENCH --out runs/shapes   # BENCH: from `mmlens benchmark shapes`
     mmlens run pope --data coco_pope_random.json --images val2014/ --model DIR --out runs/pope
     torchrun --nproc-per-node 8 -m mmlens run amber --data AMBER/data --images AMBER/image \\
@@ -22,6 +23,13 @@ from mmlens.cli.options import add_model_options, parse_block_sets, parse_blocks
 from mmlens.errors import ConfigError
 
 BUILT_IN = ("shapes", "priors")  # written by `mmlens benchmark`, images inside the folder
+DATA_HELP = {
+    "amber": "AMBER's data folder",
+    "pope": "a question file",
+    "coco": "COCO's annotations folder",
+    "shapes": "a folder from `mmlens benchmark shapes`",
+    "priors": "a folder from `mmlens benchmark priors`",
+}
 
 
 def _items(args: argparse.Namespace) -> Any:
@@ -127,6 +135,16 @@ def _skip_sets(
     return sets
 
 
+def _write_built_in(benchmark: str, folder: Path) -> None:
+    """The built-in benchmark at its default size and seed, written into the run folder."""
+    if benchmark == "shapes":
+        from mmlens.benchmarks import write_shapes_benchmark as write
+    else:
+        from mmlens.benchmarks.priors import write_priors_benchmark as write
+    write(folder)
+    print(f"wrote the built-in {benchmark} benchmark (default scenes and seed) to {folder}")
+
+
 def _tidy(out: Path) -> None:
     """Run by the lock's new holder before anything is written: say what it cleaned or repaired."""
     from mmlens.runs.repair import tidy_run_folder
@@ -137,7 +155,7 @@ def _tidy(out: Path) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     """The command, short, as the lock file shows it to a run that is refused."""
-    words = ["mmlens", "run", args.benchmark, "--data", args.data, "--out", args.out]
+    words = ["mmlens", "run", args.benchmark, "--data", str(args.data), "--out", args.out]
     if args.model:
         words += ["--model", str(args.model)]
     return shlex.join(str(word) for word in words)
@@ -146,6 +164,7 @@ def _command(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     from mmlens.runs import RunSettings, RunStore, Shard
     from mmlens.runs.locking import hold_run_folder
+    from mmlens.runs.repair import BENCHMARK_FOLDER
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
@@ -170,7 +189,14 @@ def _run(args: argparse.Namespace) -> int:
         skip_layers=tuple(skip_layers),
     )
     shard = Shard.from_env()
-    items = _items(args)
+    built_in_default = args.data is None
+    if built_in_default:
+        if args.benchmark not in BUILT_IN:
+            raise ConfigError(
+                f"mmlens run {args.benchmark} needs --data ({DATA_HELP[args.benchmark]})."
+            )
+        args.data = str(Path(args.out) / BENCHMARK_FOLDER)
+    items = None if built_in_default else _items(args)  # a bad --data fails before any writing
     identity = {
         "benchmark": args.benchmark,
         "data": str(Path(args.data).resolve()),
@@ -179,9 +205,14 @@ def _run(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
     }
     RunStore.check(args.out, {**identity, **settings.identity()})  # before making the folder
-    with hold_run_folder(args.out, shard, _command(args), prepare=_tidy):  # before the slow load
+    def prepare(out: Path) -> None:
+        _tidy(out)
+        if built_in_default and not Path(args.data).is_dir():
+            _write_built_in(args.benchmark, Path(args.data))
+
+    with hold_run_folder(args.out, shard, _command(args), prepare=prepare):  # before the slow load
         RunStore.check(args.out, {**identity, **settings.identity()})  # (a run before may have)
-        _run_locked(args, items, identity, settings, extra_sets, shard)
+        _run_locked(args, items or _items(args), identity, settings, extra_sets, shard)
     shard.close()
     return 0
 
@@ -222,9 +253,8 @@ def add_commands(commands: Any) -> None:
     run.add_argument("benchmark", choices=["amber", "pope", "coco", *BUILT_IN])
     run.add_argument(
         "--data",
-        required=True,
-        help="amber: AMBER's data folder; pope: a question file; coco: the annotations folder; "
-        "shapes, priors: a folder from `mmlens benchmark shapes|priors`",
+        help="; ".join(f"{name}: {text}" for name, text in DATA_HELP.items())
+        + " (shapes, priors: without --data, the default benchmark is written to OUT/benchmark)",
     )
     run.add_argument("--images", help="the benchmark's images (shapes, priors: inside --data)")
     run.add_argument("--limit", type=int, help="only the first N items (raise it to extend a run)")

@@ -29,6 +29,9 @@ from mmlens.runs.parts import (
 
 RESULT_COLUMNS = ["output", "n_tokens", "status"]  # the same settings give the same values
 
+#: Where `mmlens run shapes|priors` without --data writes the built-in benchmark (in the run).
+BENCHMARK_FOLDER = "benchmark"
+
 
 def tidy_run_folder(out: Path) -> list[str]:
     """Clean and repair `out` and its skip runs (OUT/skips/NAME); one line per thing done. Only
@@ -49,7 +52,7 @@ def tidy_run_folder(out: Path) -> list[str]:
 
 def remove_stale(folder: Path) -> int:
     """Remove the half-written parts and tables of stopped processes; how many were removed."""
-    found = list(folder.glob(".*.partial"))
+    found = list(folder.glob(".*.partial")) + list(folder.glob(f".{BENCHMARK_FOLDER}.partial-*"))
     if (folder / "parts").is_dir():
         found += list((folder / "parts").glob(f"{PARTIAL_PREFIX}*"))
     for path in found:

@@ -72,11 +72,15 @@ class RunSummary:
     seconds: float
 
     def line(self) -> str:
-        return (
-            f"{self.n_items} items: {self.n_resumed} already done, {self.n_ok} traced, "
-            f"{self.n_failed} failed, in {self.seconds:.1f} s; {self.n_unreadable} more the "
-            "reader could not use, recorded as failed"
-        )
+        """One line for people: what this process did, naming only what happened."""
+        done = [f"{self.n_resumed} already done"] if self.n_resumed else []
+        done.append(f"{self.n_ok} traced")
+        if self.n_failed:
+            done.append(f"{self.n_failed} failed")
+        text = f"{self.n_items} items: {', '.join(done)}, in {self.seconds:.1f} s"
+        if self.n_unreadable:
+            text += f"; {self.n_unreadable} more the reader could not use, recorded as failed"
+        return text
 
 
 def _item_row(item: BenchmarkItem, order: int, shard: Shard, **result: Any) -> dict[str, Any]:

@@ -29,10 +29,12 @@ import pandas as pd
 from mmlens.errors import ConfigError
 from mmlens.runs.locking import LOCK_NAME
 from mmlens.runs.parts import complete_parts, write_part_folder
-from mmlens.runs.repair import repair_duplicates
+from mmlens.runs.repair import BENCHMARK_FOLDER, repair_duplicates
 
 FORMAT_VERSION = 1
-OWN_ENTRIES = frozenset({"parts", "run.json", ".run.json.partial", "skips", LOCK_NAME})
+OWN_ENTRIES = frozenset(
+    {"parts", "run.json", ".run.json.partial", "skips", LOCK_NAME, BENCHMARK_FOLDER}
+)
 
 
 @dataclass
@@ -67,7 +69,10 @@ class RunStore:
                     f"{out} holds another run ({detail}); use another --out, or the same settings "
                     "to resume it."
                 )
-        elif out.exists() and any(p.name not in OWN_ENTRIES for p in out.iterdir()):
+        elif out.exists() and any(
+            p.name not in OWN_ENTRIES and not p.name.startswith(f".{BENCHMARK_FOLDER}.partial-")
+            for p in out.iterdir()
+        ):
             # (other ranks of the same launch may already have made parts/ and run.json)
             raise ConfigError(f"{out} exists and is not an mmlens run; use another --out.")
 

@@ -100,3 +100,26 @@ def test_batch_size_reaches_the_run(tmp_path, capsys):
     assert main([*args, "--batch-size", "4", "--max-new-tokens", "2"]) == 0
     items = pd.read_parquet(out / "items.parquet")
     assert list(items.batch_size) == [4, 4, 4, 4, 1]
+
+
+def test_built_in_benchmark_without_data_is_written_into_the_run(tmp_path, capsys):
+    """The first command a newcomer types works: no --data, the default benchmark is written
+    into OUT/benchmark; a prefix (--limit) mixes captions and yes-no questions, scene by scene;
+    the summary names only what happened."""
+    out = tmp_path / "run"
+    args = ["run", "shapes", "--out", str(out), "--limit", "12", "--max-new-tokens", "4"]
+    assert main([*args, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote the built-in shapes benchmark (default scenes and seed) to {out}" in printed
+    assert "12 items: 12 traced, in" in printed
+    assert "already done" not in printed and "failed," not in printed and "reader" not in printed
+    items = pd.read_parquet(out / "items.parquet")
+    assert set(items.task) == {"generative", "discriminative"}
+    scenes = [json.loads(extra)["scene"] for extra in items.extra]
+    assert scenes == sorted(scenes) and items.task.iloc[0] == "generative"
+    assert json.loads((out / "run.json").read_text())["data"] == str((out / "benchmark").resolve())
+    assert main([*args, "--quiet"]) == 0  # resumes: the benchmark is there, nothing rewritten
+    printed = capsys.readouterr().out
+    assert "wrote the built-in" not in printed and "12 items: 12 already done, 0 traced" in printed
+    assert main(["run", "amber", "--out", str(tmp_path / "a")]) == 2
+    assert "needs --data (AMBER's data folder)" in capsys.readouterr().err
