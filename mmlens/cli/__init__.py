@@ -6,19 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mmlens.cli import benchmark, convert, link, run, score, single
+from mmlens.cli import benchmark, convert, help, link, run, score, single
 from mmlens.errors import MMLensError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmlens", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mmlens", description=help.OVERVIEW)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     single.add_commands(commands)
     score.add_commands(commands)
     run.add_commands(commands)
     benchmark.add_commands(commands)
     link.add_commands(commands)
     convert.add_commands(commands)
+    help.apply(parser)
     return parser
 
 

@@ -160,7 +160,9 @@ def add_commands(commands: Any) -> None:
     parser.add_argument(
         "--no-metrics", action="store_true", help="skip the benchmark's metrics (no scoring)"
     )
-    parser.add_argument("--n-resamples", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n-resamples", type=int, default=10_000, help="bootstrap resamples per interval"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.set_defaults(run=_link)

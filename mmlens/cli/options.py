@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from mmlens.model import HookedLVLM
 
 DEFAULT_PROMPT = "Please describe this image in detail."
+LENS_HELP = (
+    "normed: final norm then unembedding at every layer (the correct logit lens); paper: "
+    "unembedding alone, as the paper's code"
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -33,11 +37,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_generation_options(
     parser: argparse.ArgumentParser, max_new_tokens: int = 64, lens_and_rivals: bool = False
 ) -> None:
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the question or instruction")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=max_new_tokens, help="tokens to generate at most"
+    )
     if lens_and_rivals:
         parser.add_argument("--rivals", help="comma-separated single-token words to follow")
-        parser.add_argument("--lens", choices=["normed", "paper"], default="normed")
+        parser.add_argument("--lens", choices=["normed", "paper"], default="normed", help=LENS_HELP)
 
 
 def rivals(args: argparse.Namespace) -> list[str]:

@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from mmlens.cli.options import add_model_options, parse_block_sets, parse_blocks
+from mmlens.cli.options import LENS_HELP, add_model_options, parse_block_sets, parse_blocks
 from mmlens.errors import ConfigError
 
 BUILT_IN = ("shapes", "priors")  # written by `mmlens benchmark`, images inside the folder
@@ -205,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
     }
     RunStore.check(args.out, {**identity, **settings.identity()})  # before making the folder
+
     def prepare(out: Path) -> None:
         _tidy(out)
         if built_in_default and not Path(args.data).is_dir():
@@ -260,9 +261,9 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--limit", type=int, help="only the first N items (raise it to extend a run)")
     run.add_argument("--out", required=True, help="run folder (rerun the command to resume)")
     add_model_options(run)
-    run.add_argument("--max-new-tokens", type=int, default=64)
-    run.add_argument("--lens", choices=["normed", "paper"], default="normed")
-    run.add_argument("--top-k", type=int, default=5)
+    run.add_argument("--max-new-tokens", type=int, default=64, help="tokens per item at most")
+    run.add_argument("--lens", choices=["normed", "paper"], default="normed", help=LENS_HELP)
+    run.add_argument("--top-k", type=int, default=5, help="top tokens recorded per layer")
     run.add_argument("--suffix", default="", help="text appended to every prompt")
     run.add_argument("--batch-size", type=int, default=1, help="items traced in one forward")
     run.add_argument("--flush-every", type=int, default=16, help="items per written part")

@@ -203,7 +203,9 @@ def add_commands(commands: Any) -> None:
     trace.add_argument("image", help="image file (png, jpg, ...)")
     add_model_options(trace)
     add_generation_options(trace, lens_and_rivals=True)
-    trace.add_argument("--keep-features", action="store_true")
+    trace.add_argument(
+        "--keep-features", action="store_true", help="also keep every layer's residual vector"
+    )
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)
     report = commands.add_parser("report", help="write an HTML report of every analysis")
@@ -239,7 +241,12 @@ def add_commands(commands: Any) -> None:
     paths.add_argument("--images", required=True, help="folder of images")
     paths.add_argument("--question", required=True, help='a one-word question, e.g. "what colour?"')
     add_model_options(paths)
-    paths.add_argument("--method", choices=["tsne", "pca", "paper"], default="tsne")
+    paths.add_argument(
+        "--method",
+        choices=["tsne", "pca", "paper"],
+        default="tsne",
+        help="2-D embedding of the features (paper: the paper's t-SNE settings)",
+    )
     paths.add_argument("--out", default="trajectories.png", help="figure path (+ .csv beside it)")
     paths.set_defaults(run=_trajectories)
     models = commands.add_parser("models", help="supported families and shipped models")
