@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mmlens.benchmarks.items import (
     BenchmarkItem,
@@ -49,6 +48,7 @@ from mmlens.benchmarks.pope import pope_answer
 from mmlens.benchmarks.scores import Scores, f1_score, ratio
 from mmlens.benchmarks.similarity import NearSynonyms, near_synonyms
 from mmlens.errors import BenchmarkDataError, ConfigError
+from mmlens.progress import progress_bar
 
 # AMBER's discriminative dimensions by annotation type (any other type is a relation).
 DIMENSIONS = {
@@ -281,7 +281,9 @@ def score_amber(
         synonyms = synonyms or near_synonyms()
     vocabulary = data.vocabulary
     rows = []
-    for item_id, response in tqdm(generative, desc="AMBER captions", disable=len(generative) < 50):
+    for item_id, response in progress_bar(
+        generative, desc="AMBER captions", disable=len(generative) < 50
+    ):
         judged = generative_item(
             response, data.annotations[item_id], data, pipeline, synonyms, vocabulary
         )  # type: ignore[arg-type]

@@ -23,7 +23,6 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mmlens.benchmarks.items import (
     BenchmarkItem,
@@ -36,6 +35,7 @@ from mmlens.benchmarks.items import (
 from mmlens.benchmarks.nlp import TextPipeline, get_pipeline, wordnet_pos
 from mmlens.benchmarks.scores import Scores, ratio
 from mmlens.errors import BenchmarkDataError
+from mmlens.progress import progress_bar
 
 DEFAULT_PROMPT = "Please describe this image in detail."
 DOUBLE_WORDS = (
@@ -276,7 +276,7 @@ def score_chair(
     vocabulary = coco.vocabulary if coco else CocoVocabulary.default()
     rows, unknown = [], []
     captions = id_text_pairs(captions, "image_id", "caption", "captions")
-    for image_id, caption in tqdm(captions, desc="CHAIR", disable=len(captions) < 200):
+    for image_id, caption in progress_bar(captions, desc="CHAIR", disable=len(captions) < 200):
         if image_id not in truth:
             unknown.append(image_id)
             continue

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from tqdm.auto import tqdm
 
 from mmlens.cli.options import (
     IMAGE_SUFFIXES,
@@ -19,6 +18,7 @@ from mmlens.cli.options import (
 )
 from mmlens.errors import ConfigError
 from mmlens.inputs import load_image
+from mmlens.progress import progress_bar
 from mmlens.trace import Trace
 from mmlens.zoo.shapes.scenes import SHAPES, Scene, SceneObject, draw_scene
 
@@ -163,7 +163,7 @@ def _trajectories(args: argparse.Namespace) -> int:
     model = load_model(args)
     traces = [
         model.trace(image, args.question, max_new_tokens=1, keep_features=True, progress=False)
-        for image in tqdm(images, desc="images")
+        for image in progress_bar(images, desc="images")
     ]
     stages = summarize_stages([token_stages(trace) for trace in traces])
     result = embed_features(

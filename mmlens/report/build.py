@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mmlens.analyses import divergence, skip, stages, token_probs, trajectories
 from mmlens.analyses.hallucination import ObjectVocabulary
@@ -20,6 +19,7 @@ from mmlens.errors import ConfigError
 from mmlens.html import circuitsvis_parts, page
 from mmlens.inputs import ImageLike, load_image
 from mmlens.outputs import finish_folder, start_folder
+from mmlens.progress import progress_bar
 from mmlens.report.hallucination import hallucination_section
 from mmlens.report.sections import figure_section, table_html, tokens_by_critical_layer
 from mmlens.trace import Trace
@@ -121,7 +121,7 @@ def write_report(
     }
     work = start_folder(out, force)
     try:
-        with tqdm(total=6, desc="report", disable=not progress) as bar:
+        with progress_bar(total=6, desc="report", disable=not progress) as bar:
             bar.set_postfix_str("tracing")
             trace = model.trace(
                 picture,

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mmlens.benchmarks.items import BenchmarkItem, ItemSet
 from mmlens.errors import ConfigError, MMLensError
+from mmlens.progress import progress_bar
 from mmlens.runs.sharding import Shard
 from mmlens.runs.store import RunStore
 from mmlens.skipping import kept_blocks
@@ -207,7 +207,7 @@ def run_items(
         rows.clear()
         token_frames.clear()
 
-    bar = tqdm(
+    bar = progress_bar(
         total=len(pending), desc=f"run (rank {shard.rank})", unit="item", disable=not progress
     )
     for first in range(0, len(pending), settings.batch_size):
