@@ -3,6 +3,7 @@ with a per-step callback."""
 
 import inspect
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,15 @@ from mmlens.sampling import greedy
 
 StepCallback = Callable[[int, Float[Tensor, " d_vocab"], int], None]
 BatchStepCallback = Callable[[int, Float[Tensor, "batch d_vocab"], list[int], list[bool]], None]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Output of `HookedLVLM.generate(image, prompt)`: the new token ids and their text."""
+
+    token_ids: list[int]
+    text: str
+    skip_layers: tuple[int, ...] = ()
 
 
 def _forward_kwargs(model: nn.Module) -> tuple[str, dict[str, int]]:

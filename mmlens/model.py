@@ -2,88 +2,48 @@
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 import torch
-from jaxtyping import Float
-from torch import Tensor, nn
-from tqdm.auto import tqdm
-from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
-from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.model_bridge.generalized_components import AttentionBridge
-from transformer_lens.model_bridge.sources import build_bridge_from_module
+from torch import Tensor
 
 from mmlens.adapters.base import Adapter
+from mmlens.bridging import build_bridge
 from mmlens.cache import LVLMActivationCache
-from mmlens.errors import ConfigError, LayerIndexError
+from mmlens.call_forms import read_call
+from mmlens.errors import ConfigError, LayerIndexError, PromptError
+from mmlens.generation import Generation as Generation  # re-exported: mmlens.model.Generation
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs
 from mmlens.lens import LENSES, Lens
 from mmlens.preparing import Images, InputPreparation, Prompts
+from mmlens.progress import progress_bar
 from mmlens.recording import LayerRecorder, resid_hook_names
-from mmlens.sampling import Sampler, greedy
 from mmlens.skipping import skipped_blocks
-from mmlens.tl_surface import TransformerLensSurface, named_hook, next_token_loss
+from mmlens.tl_arguments import CACHE_KEYWORDS, HOOKS_KEYWORDS, refuse
+from mmlens.tl_generate import GenerationMixin, check_max_new_tokens, is_int
+from mmlens.tl_surface import (
+    TransformerLensSurface,
+    check_return_type,
+    forward_output,
+    named_hook,
+)
 from mmlens.trace import Trace
 from mmlens.tracing import build_trace
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
 
 
-@dataclass(frozen=True)
-class Generation:
-    """Output of `HookedLVLM.generate`: the new token ids and their text."""
-
-    token_ids: list[int]
-    text: str
-    skip_layers: tuple[int, ...] = ()
-
-
-def _forward_cache_kwarg(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Hand transformers >= 5.24's `cache` kwarg to the bridge under its older name.
-
-    TransformerLens 4.3's attention bridge reads only `past_key_values`; without this, decoding
-    with the KV cache silently attends to the new token alone.
-    """
-    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-        kwargs["past_key_values"] = kwargs["cache"]
-    return args, kwargs
-
-
-def build_bridge(adapter: Adapter) -> TransformerBridge:
-    """Wrap the adapter's HF model in a TransformerBridge with mmlens's multimodal hook aliases."""
-    if adapter.bridge_adapter is not None:
-        ArchitectureAdapterFactory.register_adapter(
-            adapter.bridge_architecture, adapter.bridge_adapter
-        )
-    bridge = build_bridge_from_module(
-        adapter.hf_model,
-        adapter.bridge_architecture,
-        hf_config=adapter.hf_model.config,
-        tokenizer=adapter.tokenizer,
-    )
-    bridge.hook_aliases = {**bridge.hook_aliases, **adapter.hook_aliases}
-    # TransformerLens has no public way to add aliases after construction; these are the two
-    # calls its own constructor makes to register them.
-    bridge._register_aliases()
-    bridge._scan_existing_hooks(bridge, "")
-    for block in bridge.blocks:
-        # The plain AttentionBridge hands its keywords to HF's attention, which reads `cache`.
-        if type(block.attn) is not AttentionBridge:
-            block.attn.register_forward_pre_hook(_forward_cache_kwarg, with_kwargs=True)
-    return bridge
-
-
-class HookedLVLM(InputPreparation, TransformerLensSurface):
+class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
     """A vision-language model with TransformerLens hook names, caches and layer-wise tracing.
 
     Hook names are TransformerLens's (`blocks.{b}.hook_resid_post`, ...) plus `hook_pixel_values`,
     `hook_vision_out` and `hook_image_embeds`. Layer numbers elsewhere follow HF `hidden_states`.
-    Running methods take an image and a prompt, prepared `inputs`, or token ids as their first
-    argument (from `to_tokens`, which carry their image; plain ids run as text), as
-    TransformerLens's do.
+    Running methods take an image and a prompt (`model(image, prompt)`), a prompt first with
+    the image by keyword (`model(prompt, image=image)`), a prompt alone (run without an image,
+    as TransformerLens runs a string), prepared `inputs`, or token ids (from `to_tokens`, which
+    carry their image; plain ids run as text), as TransformerLens's do.
     """
 
     def __init__(self, adapter: Adapter, name: str = "") -> None:
@@ -134,63 +94,156 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
     # -- TransformerLens-style running ---------------------------------------------------------
     def __call__(
         self,
-        image: Images | Tensor = None,
+        input: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
+        image: Images = None,
         inputs: ModelInputs | None = None,
         return_type: str | None = "logits",
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        attention_mask: Tensor | None = None,
+        stop_at_layer: int | None = None,
+        **unsupported: Any,
     ) -> Any:
         """One forward pass: logits, or with `return_type` "loss" the mean next-token loss over
-        text targets (image and padding positions are not predicted), "both" or None."""
-        if return_type not in ("logits", "loss", "both", None):
-            raise ConfigError(f"return_type={return_type!r}; use 'logits', 'loss', 'both' or None.")
-        prepared = self._inputs(image, prompt, inputs)
+        text targets (image and padding positions are not predicted), "both" or None;
+        `loss_per_token` gives the loss at each of pos - 1 targets (0 where not predicted).
+
+        Takes `(image, prompt)`, `(prompt, image=...)`, a prompt alone (run without an image),
+        token ids, or `inputs=` (see `mmlens.call_forms`). TransformerLens's keywords with a
+        meaning here are taken (`prepend_bos`, `padding_side`, `attention_mask` for plain token
+        ids, `stop_at_layer`: the residual stream entering that block); others are refused by
+        name."""
+        refuse("model", unsupported)
+        check_return_type(return_type)
+        prepared = self._called_inputs(
+            "model",
+            input,
+            prompt,
+            image,
+            inputs,
+            prepend_bos=prepend_bos,
+            padding_side=padding_side,
+            attention_mask=attention_mask,
+        )
+        if stop_at_layer is not None:
+            stop = self._check_stop_at_layer(stop_at_layer, return_type)
+            return self.bridge(prepared.input_ids, **_extra_kwargs(prepared), stop_at_layer=stop)
         logits = self.bridge(prepared.input_ids, **_extra_kwargs(prepared))
-        if return_type == "logits":
-            return logits
-        if return_type is None:
-            return None
-        loss = next_token_loss(logits, prepared)
-        return loss if return_type == "loss" else (logits, loss)
+        return forward_output(logits, prepared, return_type, loss_per_token)
 
     def run_with_cache(
         self,
-        image: Images | Tensor = None,
+        input: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
+        image: Images = None,
         inputs: ModelInputs | None = None,
+        return_type: str | None = "logits",
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        attention_mask: Tensor | None = None,
+        stop_at_layer: int | None = None,
         **kwargs: Any,
-    ) -> tuple[Float[Tensor, "batch pos d_vocab"], LVLMActivationCache]:
-        """Forward pass caching activations (TransformerLens's `run_with_cache` keywords apply)."""
-        prepared = self._inputs(image, prompt, inputs)
-        if kwargs.get("remove_batch_dim") and prepared.batch_size != 1:
+    ) -> tuple[Any, LVLMActivationCache | dict[str, Tensor]]:
+        """Forward pass caching activations: `(output, cache)`, the output as `__call__` gives
+        it. Takes what `__call__` takes, and TransformerLens's `run_with_cache` keywords
+        (`names_filter`, `remove_batch_dim`, `device`, `pos_slice`, `incl_bwd`...)."""
+        passed = refuse("run_with_cache", kwargs, CACHE_KEYWORDS)
+        check_return_type(return_type)
+        prepared = self._called_inputs(
+            "run_with_cache",
+            input,
+            prompt,
+            image,
+            inputs,
+            prepend_bos=prepend_bos,
+            padding_side=padding_side,
+            attention_mask=attention_mask,
+        )
+        if passed.get("remove_batch_dim") and prepared.batch_size != 1:
             raise ConfigError(
                 f"remove_batch_dim=True needs one row; these inputs have {prepared.batch_size}."
             )
-        logits, cache = self.bridge.run_with_cache(
-            prepared.input_ids, **_extra_kwargs(prepared), **kwargs
+        # With incl_bwd TransformerLens differentiates its own scalar output, so it computes it.
+        raw = stop_at_layer is not None or bool(passed.get("incl_bwd"))
+        if stop_at_layer is not None:
+            passed["stop_at_layer"] = self._check_stop_at_layer(stop_at_layer, return_type)
+        out, cache = self.bridge.run_with_cache(
+            prepared.input_ids,
+            **_extra_kwargs(prepared),
+            return_type=return_type if raw else "logits",
+            **passed,
         )
-        return logits, LVLMActivationCache(
+        output = out if raw else forward_output(out, prepared, return_type, loss_per_token)
+        if not passed.get("return_cache_object", True):
+            return output, cache
+        return output, LVLMActivationCache(
             dict(cache.cache_dict), self.bridge, prepared, cache.has_batch_dim
         )
 
     def run_with_hooks(
         self,
-        image: Images | Tensor = None,
+        input: Images | Tensor = None,
         prompt: Prompts | None = None,
         *,
+        image: Images = None,
         inputs: ModelInputs | None = None,
         fwd_hooks: Sequence[Hook] = (),
+        return_type: str | None = "logits",
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        attention_mask: Tensor | None = None,
+        stop_at_layer: int | None = None,
         **kwargs: Any,
-    ) -> Float[Tensor, "batch pos d_vocab"]:
-        """Forward pass with temporary hooks, as TransformerLens's `run_with_hooks`."""
-        prepared = self._inputs(image, prompt, inputs)
-        return self.bridge.run_with_hooks(
+    ) -> Any:
+        """Forward pass with temporary hooks, as TransformerLens's `run_with_hooks`: takes what
+        `__call__` takes, and `bwd_hooks`, `reset_hooks_end`, `clear_contexts`,
+        `remove_batch_dim`."""
+        passed = refuse("run_with_hooks", kwargs, HOOKS_KEYWORDS)
+        check_return_type(return_type)
+        prepared = self._called_inputs(
+            "run_with_hooks",
+            input,
+            prompt,
+            image,
+            inputs,
+            prepend_bos=prepend_bos,
+            padding_side=padding_side,
+            attention_mask=attention_mask,
+        )
+        if "bwd_hooks" in passed:
+            passed["bwd_hooks"] = _named(passed["bwd_hooks"], self.hook_dict)
+        if stop_at_layer is not None:
+            passed["stop_at_layer"] = self._check_stop_at_layer(stop_at_layer, return_type)
+        out = self.bridge.run_with_hooks(
             prepared.input_ids,
             fwd_hooks=_named(fwd_hooks, self.hook_dict),
             **_extra_kwargs(prepared),
-            **kwargs,
+            return_type="logits",
+            **passed,
         )
+        if stop_at_layer is not None:
+            return out
+        return forward_output(out, prepared, return_type, loss_per_token)
+
+    def _check_stop_at_layer(self, stop_at_layer: int, return_type: str | None) -> int:
+        """TransformerLens's `stop_at_layer` (a block index, negative from the end), checked."""
+        if not is_int(stop_at_layer) or not -self.n_blocks <= stop_at_layer < self.n_blocks:
+            raise LayerIndexError(
+                f"stop_at_layer={stop_at_layer!r}; give a block index in "
+                f"{-self.n_blocks}..{self.n_blocks - 1} (the run returns the residual entering it)."
+            )
+        if return_type != "logits":
+            raise ConfigError(
+                f"stop_at_layer returns the residual stream, so return_type={return_type!r} "
+                "cannot apply; leave return_type as 'logits'."
+            )
+        return int(stop_at_layer)
 
     def hooks(
         self,
@@ -207,77 +260,12 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
             clear_contexts=clear_contexts,
         )
 
-    # -- generation ----------------------------------------------------------------------------
-    def generate(
-        self,
-        image: Images | Tensor = None,
-        prompt: Prompts | None = None,
-        *,
-        max_new_tokens: int = 64,
-        skip_layers: Iterable[int] | None = None,
-        inputs: ModelInputs | None = None,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        stop_at_eos: bool = True,
-        return_type: str = "generation",
-        verbose: bool = False,
-    ) -> Any:
-        """Generation with the KV cache; `skip_layers` (block indices) are not computed.
-
-        Greedy by default; `do_sample=True` samples as `transformers` does (temperature, top-k,
-        top-p), from a generator of its own seeded with `seed`, else from torch's global one (so
-        `torch.manual_seed(n)` repeats a run, as in TransformerLens). Lists of images and prompts
-        (or batched `inputs`, or tokens from `to_tokens`) give one result per row. `return_type`:
-        "generation" (`Generation`: new ids and text), or as TransformerLens: "str" (prompt and
-        continuation as text), "tokens" (prompt and new ids, [batch, pos + new], rows that
-        stopped early padded) or "input" (tokens for token input, else text).
-        """
-        _check_max_new_tokens(max_new_tokens)
-        if return_type == "input":  # TransformerLens: the type of what was passed in
-            return_type = "tokens" if isinstance(image, Tensor) else "str"
-        if return_type not in ("generation", "str", "tokens"):
-            raise ConfigError(
-                f"return_type={return_type!r}; use 'generation', 'str', 'tokens' or 'input'."
-            )
-        if not do_sample and (temperature != 1.0 or top_k is not None or top_p is not None):
-            raise ConfigError("temperature, top_k and top_p need do_sample=True.")
-        choose = Sampler(temperature, top_k, top_p, seed) if do_sample else greedy
-        prepared = self._inputs(image, prompt, inputs, max_new_tokens)
-        bar = tqdm(total=max_new_tokens, desc="generate", disable=not verbose)
-        with skipped_blocks(self.adapter, skip_layers):
-            ids = greedy_decode_batch(
-                self.adapter.hf_model,
-                prepared,
-                max_new_tokens,
-                self.adapter.eos_token_ids if stop_at_eos else (),
-                self._pad_token_id(),
-                progress=bar,
-                choose=choose,
-            )
-        bar.close()
-        batched = isinstance(prompt, list) or prepared.batch_size > 1
-        if return_type != "generation":
-            width = max(len(r) for r in ids)
-            new = [r + [self._pad_token_id()] * (width - len(r)) for r in ids]
-            full = torch.cat([prepared.input_ids.cpu(), torch.tensor(new, dtype=torch.long)], 1)
-            if return_type == "tokens":
-                return full
-            texts = [self.tokenizer.decode(row, skip_special_tokens=True) for row in full.tolist()]
-            return texts if batched else texts[0]
-        skipped = tuple(sorted(set(skip_layers or ())))
-        found = [
-            Generation(r, self.tokenizer.decode(r, skip_special_tokens=True), skipped) for r in ids
-        ]
-        return found if batched else found[0]
-
     def trace(
         self,
-        image: Images,
-        prompt: Prompts,
+        input: Images | Tensor = None,
+        prompt: Prompts | None = None,
         *,
+        image: Images = None,
         max_new_tokens: int = 64,
         rivals: Sequence[str | int] | None = None,
         top_k: int = 5,
@@ -298,11 +286,20 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
         `lens.paper_divergence`) and log-probs of `rivals` (single-token words or ids);
         with `keep_features`, the residual vectors too (with `lens="paper"` the last one
         final-normed, as in HF `hidden_states`). Nothing of size layers x vocab is kept.
+
+        Takes `(image, prompt)`, `(prompt, image=...)` or a prompt alone (traced without an
+        image), not token ids: a Trace keeps its prompt's text.
         """
-        _check_max_new_tokens(max_new_tokens)
+        check_max_new_tokens(max_new_tokens)
+        image, prompt, style = read_call("trace", input, prompt, image)
+        if style == "tokens":
+            raise PromptError(
+                "trace takes an image and a prompt (or a prompt alone), not token ids: a Trace "
+                "keeps its prompt's text. Use generate(tokens) for tokens."
+            )
         if lens not in LENSES:
             raise ConfigError(f"lens={lens!r}; choose one of {LENSES}.")
-        if not _is_int(top_k) or not 1 <= top_k <= self.d_vocab:
+        if not is_int(top_k) or not 1 <= top_k <= self.d_vocab:
             raise ConfigError(
                 f"top_k={top_k!r} must be an integer between 1 and the vocabulary size "
                 f"{self.d_vocab}."
@@ -321,7 +318,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface):
                 rival_ids=rival_ids,
                 keep_features=keep_features,
             )
-            bar = tqdm(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
+            bar = progress_bar(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
             with bar, self.hooks(recorder.hooks()):
                 ids = greedy_decode_batch(
                     self.adapter.hf_model,
@@ -371,13 +368,3 @@ def _extra_kwargs(inputs: ModelInputs) -> dict[str, Any]:
     kwargs = inputs.model_kwargs()
     kwargs.pop("input_ids")
     return kwargs
-
-
-def _is_int(value: object) -> bool:
-    """A plain int (not a bool): these settings are saved in a Trace's JSON."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_max_new_tokens(max_new_tokens: int) -> None:
-    if not _is_int(max_new_tokens) or max_new_tokens < 1:
-        raise ConfigError(f"max_new_tokens={max_new_tokens!r}; it must be an integer >= 1.")

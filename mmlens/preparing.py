@@ -10,8 +10,10 @@ from torch import Tensor
 
 from mmlens.adapters.base import Adapter
 from mmlens.batching import batch_inputs
+from mmlens.call_forms import read_call
 from mmlens.errors import ConfigError, ImageError, PromptError, TokenError
 from mmlens.inputs import ImageLike, ModelInputs, load_image
+from mmlens.tl_arguments import check_padding_side
 from mmlens.tokens import ImageTokens, text_inputs
 
 # One image (or None, or a list of images for one prompt that marks each) and a prompt, or one
@@ -46,6 +48,15 @@ def check_prompts(prompt: object) -> None:
     raise PromptError(f"The prompt is {_describe(prompt)}; pass a str (or a list of str).")
 
 
+def check_left_padding(padding_side: str | None, inputs: ModelInputs) -> None:
+    """Refuse TransformerLens's `padding_side="right"` for a batch that needs padding."""
+    if padding_side == "right" and not bool(inputs.attention_mask.all()):
+        raise ConfigError(
+            "padding_side='right': mmlens pads batches of prompts on the left (so each row ends "
+            "at the last position); leave padding_side as None or 'left'."
+        )
+
+
 def _describe(value: object) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
@@ -65,7 +76,8 @@ class InputPreparation:
         prompt: Prompts,
         *,
         image_mode: str | None = None,
-        chat_template: bool = True,
+        chat_template: bool | None = None,
+        prepend_bos: bool | None = None,
     ) -> ModelInputs:
         """Build model inputs: chat template, pixel values and the image-token mask.
 
@@ -78,8 +90,16 @@ class InputPreparation:
         `USER: <image>\\n{prompt} ASSISTANT:`). `image_mode` defaults to the adapter's first
         mode (for LLaVA, "pad": pad to a square of the mean colour, as LLaVA-1.5 was trained).
         An empty prompt is allowed (the template and image still make tokens).
+
+        `prepend_bos` (TransformerLens's): None does what the family's tokenizer does (LLaVA's
+        adds BOS, Qwen's has none), True puts BOS first, False leaves it out. `chat_template`
+        defaults to True, except with `prepend_bos=False`: as in TransformerLens, that asks for
+        the text as given (a piece to append, such as an answer, or text already in the chat
+        format), so neither the template nor BOS is added.
         """
         check_prompts(prompt)
+        if chat_template is None:
+            chat_template = prepend_bos is not False
         if isinstance(prompt, list):
             images = image if isinstance(image, list) else [image] * len(prompt)
             if len(images) != len(prompt):
@@ -88,7 +108,13 @@ class InputPreparation:
                     "per prompt."
                 )
             rows = [
-                self.prepare(i, p, image_mode=image_mode, chat_template=chat_template)
+                self.prepare(
+                    i,
+                    p,
+                    image_mode=image_mode,
+                    chat_template=chat_template,
+                    prepend_bos=prepend_bos,
+                )
                 for i, p in zip(images, prompt, strict=True)
             ]
             return batch_inputs(
@@ -120,10 +146,11 @@ class InputPreparation:
         text = adapter.chat_prompt(prompt, with_image=bool(images)) if chat_template else prompt
         if text.count(token) != len(images):
             raise PromptError(
-                f"The prompt has {text.count(token)} {token!r} tokens for {len(images)} image(s)."
+                f"The prompt has {text.count(token)} {token!r} tokens for {len(images)} image(s)"
+                + ("." if chat_template else "; without the chat template it must place each.")
             )
         pils = [adapter.prepare_image(load_image(item), mode) for item in images]
-        encoded = dict(adapter.encode(text, pils))
+        encoded = self._bos_applied(dict(adapter.encode(text, pils)), prepend_bos)
         input_ids = encoded.pop("input_ids")
         if input_ids.shape[-1] == 0:
             raise PromptError(
@@ -153,14 +180,80 @@ class InputPreparation:
         )
         return inputs.to(self.device, self.dtype)
 
+    def _bos_applied(
+        self, encoded: dict[str, Tensor], prepend_bos: bool | None
+    ) -> dict[str, Tensor]:
+        """The tokenizer's output with BOS first (`prepend_bos=True`) or without a leading BOS
+        (False); per-token tensors follow the ids (an added BOS is text: mask 1, type 0)."""
+        if prepend_bos is None:
+            return encoded
+        ids = encoded["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        starts = bos is not None and ids.shape[-1] > 0 and int(ids[0, 0]) == bos
+        if prepend_bos == starts:
+            return encoded
+        if bos is None:
+            raise ConfigError(
+                f"prepend_bos=True, but this tokenizer ({type(self.tokenizer).__name__}) has no "
+                "BOS token; leave prepend_bos as None."
+            )
+        per_token = {"input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"}
+        per_token |= set(self.adapter.token_kwarg_names)
+        changed = dict(encoded)
+        for key in per_token & encoded.keys():
+            value = encoded[key]
+            if value.shape != ids.shape:
+                continue
+            if not prepend_bos:
+                changed[key] = value[:, 1:]
+            else:
+                first = bos if key == "input_ids" else int(key == "attention_mask")
+                changed[key] = torch.cat([torch.full_like(value[:, :1], first), value], dim=1)
+        return changed
+
+    def _called_inputs(
+        self,
+        method: str,
+        input: Images | Tensor,
+        prompt: Prompts | None,
+        image: Images,
+        inputs: ModelInputs | None,
+        max_new_tokens: int = 0,
+        **tokenizing: Any,
+    ) -> ModelInputs:
+        """`_inputs` for a running method's `(input, prompt, image=)`, read as
+        `call_forms.read_call` says."""
+        call = read_call(method, input, prompt, image)
+        return self._inputs(call.image, call.prompt, inputs, max_new_tokens, **tokenizing)
+
     def _inputs(
         self,
         image: Images | Tensor,
         prompt: Prompts | None,
         inputs: ModelInputs | None,
         max_new_tokens: int = 0,
+        *,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        attention_mask: Tensor | None = None,
     ) -> ModelInputs:
-        """Prepared inputs (given, carried by tokens, or built), checked to fit the context."""
+        """Prepared inputs (given, carried by tokens, or built), checked to fit the context.
+
+        TransformerLens's `prepend_bos` and `padding_side` apply to prompts (ignored for token
+        ids, as there); `attention_mask` to plain token ids only (prompts and tokens from
+        `to_tokens` carry their own)."""
+        check_padding_side(padding_side)
+        if inputs is not None and (image is not None or prompt is not None):
+            raise PromptError(
+                "Pass prepared `inputs` alone: they already hold the prompt and image."
+            )
+        if attention_mask is not None and not (
+            isinstance(image, Tensor) and not isinstance(image, ImageTokens)
+        ):
+            raise ConfigError(
+                "attention_mask= is for plain token ids; prompts, prepared inputs and tokens from "
+                "to_tokens carry their own."
+            )
         image_tensor = isinstance(image, Tensor) and image.is_floating_point()
         if image_tensor and (prompt is not None or image.dim() == 3):  # an image, not token ids
             raise ImageError(
@@ -171,7 +264,13 @@ class InputPreparation:
         if isinstance(image, Tensor):  # token ids in TransformerLens's first argument
             if prompt is not None or inputs is not None:
                 raise PromptError("Pass token ids alone: they already hold the prompt and image.")
-            inputs = image.inputs if isinstance(image, ImageTokens) else text_inputs(image)
+            if isinstance(image, ImageTokens):
+                inputs = image.inputs
+            else:
+                inputs = text_inputs(image, attention_mask)
+                if attention_mask is not None:  # padded rows: positions count real tokens
+                    positions = self.adapter.position_ids(inputs)
+                    inputs = dataclasses.replace(inputs, position_ids=positions)
             ids = inputs.input_ids
             if ids.shape[-1] == 0:
                 raise PromptError(f"Token ids of shape {tuple(ids.shape)} hold no tokens.")
@@ -185,7 +284,8 @@ class InputPreparation:
         if inputs is None:
             if prompt is None:
                 raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
-            inputs = self.prepare(image, prompt)
+            inputs = self.prepare(image, prompt, prepend_bos=prepend_bos)
+            check_left_padding(padding_side, inputs)
         self._check_context(inputs, max_new_tokens)
         return inputs
 

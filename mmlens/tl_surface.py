@@ -2,7 +2,7 @@
 bridge (cfg, weights, hooks) and tokens that carry their image (`mmlens.tokens`)."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from jaxtyping import Float
@@ -10,6 +10,8 @@ from torch import Tensor
 
 from mmlens.errors import ConfigError, PromptError
 from mmlens.inputs import ImageLike, ModelInputs
+from mmlens.preparing import check_left_padding
+from mmlens.tl_arguments import check_padding_side, refuse
 from mmlens.token_text import token_texts
 from mmlens.tokens import ImageTokens
 
@@ -74,33 +76,68 @@ class TransformerLensSurface:
         input: str | list[str],
         image: ImageLike | None | list[ImageLike | None] = None,
         *,
-        chat_template: bool = True,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        chat_template: bool | None = None,
         image_mode: str | None = None,
+        **unsupported: Any,
     ) -> ImageTokens:
         """Token ids [batch, pos] of a prompt (with the chat template and its image, as
         `prepare` builds them) that carry their image: pass them to `run_with_cache`,
-        `run_with_hooks`, calling the model, or TransformerLens functions that do."""
-        inputs = self.prepare(image, input, chat_template=chat_template, image_mode=image_mode)
+        `run_with_hooks`, calling the model, or TransformerLens functions that do.
+
+        As in TransformerLens, `prepend_bos=False` tokenizes the text as given, for a piece to
+        append (such as an answer): no BOS and no chat template (see `prepare`). A batch of
+        prompts is left-padded (`padding_side="right"` is refused)."""
+        refuse("to_tokens", unsupported)
+        _check_not_a_flag(image)
+        check_padding_side(padding_side)
+        inputs = self.prepare(
+            image,
+            input,
+            chat_template=chat_template,
+            image_mode=image_mode,
+            prepend_bos=prepend_bos,
+        )
+        check_left_padding(padding_side, inputs)
         return ImageTokens.wrap(inputs)
 
     def to_str_tokens(
         self,
-        input: str | Tensor | ModelInputs,
+        input: str | list[str] | Tensor | ModelInputs,
         image: ImageLike | None = None,
         *,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
         name_patches: bool = True,
-    ) -> list[str]:
+        **unsupported: Any,
+    ) -> list[str] | list[list[str]]:
         """The text of each token of one sequence (" There", leading space kept, as
-        TransformerLens shows tokens); image positions are named by their patch ("<image r,c>":
-        row and column in the image grid) unless `name_patches` is False."""
+        TransformerLens shows tokens), or of each prompt of a list; image positions are named
+        by their patch ("<image r,c>": row and column in the image grid) unless `name_patches`
+        is False. `prepend_bos` applies to prompts, as in `to_tokens`."""
+        refuse("to_str_tokens", unsupported)
+        _check_not_a_flag(image)
+        check_padding_side(padding_side)
+        if isinstance(input, list):
+            return [
+                cast(
+                    list[str],
+                    self.to_str_tokens(
+                        item, image, prepend_bos=prepend_bos, name_patches=name_patches
+                    ),
+                )
+                for item in input
+            ]
         if isinstance(input, Tensor) and image is not None:
             raise PromptError("Token ids already hold their prompt and image; pass them alone.")
         if isinstance(input, ModelInputs):
             inputs = input
         elif isinstance(input, Tensor):
-            inputs = self._inputs(input, None, None)  # the check every token input gets
+            ids = input.reshape(1) if input.dim() == 0 else input  # one token id, as TL takes
+            inputs = self._inputs(ids, None, None)  # the check every token input gets
         else:
-            inputs = self._inputs(image, input, None)
+            inputs = self._inputs(image, input, None, prepend_bos=prepend_bos)
         if inputs.batch_size != 1:
             raise ConfigError(
                 f"to_str_tokens takes one sequence; these tokens have {inputs.batch_size} rows "
@@ -122,18 +159,54 @@ class TransformerLensSurface:
         return self.tokenizer.decode(ids)
 
 
+RETURN_TYPES = ("logits", "loss", "both", None)
+
+
+def check_return_type(return_type: str | None) -> None:
+    if return_type not in RETURN_TYPES:
+        raise ConfigError(f"return_type={return_type!r}; use 'logits', 'loss', 'both' or None.")
+
+
+def forward_output(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    inputs: ModelInputs,
+    return_type: str | None,
+    loss_per_token: bool = False,
+) -> Any:
+    """What a forward returns for TransformerLens's `return_type` and `loss_per_token`."""
+    if return_type == "logits":
+        return logits
+    if return_type is None:
+        return None
+    loss = next_token_loss(logits, inputs, per_token=loss_per_token)
+    return loss if return_type == "loss" else (logits, loss)
+
+
 def next_token_loss(
-    logits: Float[Tensor, "batch pos d_vocab"], inputs: ModelInputs
-) -> Float[Tensor, ""]:
+    logits: Float[Tensor, "batch pos d_vocab"], inputs: ModelInputs, per_token: bool = False
+) -> Float[Tensor, ""] | Float[Tensor, "batch pos-1"]:
     """Mean cross-entropy of predicting each next token, over targets that are text (not image
-    tokens, not padding), as TransformerLens's `return_type="loss"` does for text."""
+    tokens, not padding), as TransformerLens's `return_type="loss"` does for text; with
+    `per_token`, each position's loss [batch, pos - 1], 0 where the target is not text (as
+    TransformerLens zeroes masked targets)."""
     targets = inputs.input_ids[:, 1:]
     keep = inputs.attention_mask[:, 1:].bool() & ~inputs.image_mask[:, 1:]
     if not keep.any():
         raise ConfigError("No text token follows another: there is nothing to predict a loss on.")
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if per_token:
+        return -picked.masked_fill(~keep, 0.0)
     return -(picked[keep]).mean()
+
+
+def _check_not_a_flag(image: object) -> None:
+    """TransformerLens's second positional argument is `prepend_bos`; mmlens's is the image."""
+    if isinstance(image, bool):
+        raise ConfigError(
+            f"The image is {image}: the second argument is the image here (TransformerLens's is "
+            f"prepend_bos); pass prepend_bos={image} by keyword."
+        )
 
 
 class NamedHook:

@@ -46,17 +46,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def text_inputs(tokens: Tensor) -> ModelInputs:
-    """Inputs for plain token ids (text only, no padding), as TransformerLens runs them."""
+def text_inputs(tokens: Tensor, attention_mask: Tensor | None = None) -> ModelInputs:
+    """Inputs for plain token ids (text only), as TransformerLens runs them: unpadded, or
+    padded where `attention_mask` (0/1, the ids' shape) is 0."""
     ids = tokens if tokens.dim() == 2 else tokens.unsqueeze(0)
     if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
         raise PromptError(
             f"Token ids must be an integer tensor [batch, pos] or [pos]; got {ids.dtype} with "
             f"shape {tuple(tokens.shape)}."
         )
+    mask = torch.ones_like(ids, dtype=torch.long)
+    if attention_mask is not None:
+        given = attention_mask if attention_mask.dim() == 2 else attention_mask.unsqueeze(0)
+        if given.shape != ids.shape or not bool(((given == 0) | (given == 1)).all()):
+            raise PromptError(
+                f"attention_mask must be 0s and 1s of the token ids' shape {tuple(ids.shape)}; "
+                f"got shape {tuple(attention_mask.shape)}."
+            )
+        if not bool(given.any(dim=1).all()):
+            raise PromptError("attention_mask has a row of zeros: every row needs a real token.")
+        mask = given.to(device=ids.device, dtype=torch.long)
     return ModelInputs(
         input_ids=ids.long(),
-        attention_mask=torch.ones_like(ids, dtype=torch.long),
+        attention_mask=mask,
         pixel_values=None,
         image_mask=torch.zeros_like(ids, dtype=torch.bool),
         text="",

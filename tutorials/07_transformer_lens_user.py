@@ -97,6 +97,20 @@ print("image ablated at block 2:", model.tokenizer.decode(ablated[0, -1].argmax(
 print("loss on the question's tokens:", model(clean, return_type="loss").item())
 
 # %% [markdown]
+# ## TransformerLens habits
+# The prompt may come first with the image by keyword, a prompt alone runs without an image
+# (the language model's answer, for comparing it with the image's), `generate` returns what it
+# was given (text for a prompt, tokens for tokens; `model.generate(image, prompt)` keeps giving
+# a `Generation`), and TransformerLens's keywords such as `prepend_bos` mean what they mean
+# there, so `utilities.test_prompt` runs unmodified (text only: it takes no image).
+
+# %%
+print(model(question, image=red).shape, model.generate(question, image=red, max_new_tokens=5))
+print("without the image:", model.generate(question, max_new_tokens=5))
+print(model.to_str_tokens(" red", prepend_bos=False))  # a piece to append: no BOS, no template
+utilities.test_prompt(question, "red", model)
+
+# %% [markdown]
 # ## Where heads look, and sampling
 
 # %%
@@ -110,4 +124,4 @@ for seed in (0, 1):
             red, caption, max_new_tokens=30, do_sample=True, temperature=2.0, seed=seed
         ).text
     )
-print(model.generate(model.to_tokens(caption, image=red), max_new_tokens=30, return_type="str"))
+print(model.generate(caption, image=red, max_new_tokens=30))  # text in, text out

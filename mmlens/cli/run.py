@@ -229,11 +229,17 @@ def _run_locked(
     """Load the model, run the items, then the skip runs; the caller holds the folder."""
     from dataclasses import replace
 
+    import torch
+
     from mmlens.cli.options import load_model
     from mmlens.runs import RunStore
     from mmlens.runs.runner import check_settings
+    from mmlens.runs.threads import run_threads
 
     args.device = shard.device(args.device)
+    threads = run_threads(args.threads, args.device)
+    if threads is not None:
+        torch.set_num_threads(threads)
     model = load_model(args)
     check_settings(model, settings)
     for blocks in extra_sets.values():
@@ -268,6 +274,12 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--batch-size", type=int, default=1, help="items traced in one forward")
     run.add_argument("--flush-every", type=int, default=16, help="items per written part")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads per process (default: 1 on CPU, as torchrun gives each rank, "
+        "unless OMP_NUM_THREADS is set; torch's own on GPU); see benchmarks/RESULTS.md",
+    )
     run.add_argument("--skip-layers", help="blocks not computed in this run, e.g. 6,7 or 1-5")
     run.add_argument(
         "--skips",

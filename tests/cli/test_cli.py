@@ -15,7 +15,7 @@ from mmlens.cli import main
 def test_demo_prints_the_per_layer_table(capsys):
     assert main(["demo", "--max-new-tokens", "3", "--step", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Model mmlens/shapes. Generated: 'there are three'" in out
+    assert "Model mmlens/shapes. Generated: 'there are two'" in out  # the bundled scene's two
     header = next(line for line in out.splitlines() if line.strip().startswith("layer"))
     assert header.split() == ["layer", "token", "prob", "entropy", "jsd", "top1_token", "top1_prob"]
 
