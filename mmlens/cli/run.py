@@ -229,29 +229,25 @@ def _run_locked(
     """Load the model, run the items, then the skip runs; the caller holds the folder."""
     from dataclasses import replace
 
-    import torch
-
     from mmlens.cli.options import load_model
     from mmlens.runs import RunStore
     from mmlens.runs.runner import check_settings
-    from mmlens.runs.threads import run_threads
+    from mmlens.runs.threads import run_threads, torch_threads
 
     args.device = shard.device(args.device)
-    threads = run_threads(args.threads, args.device)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = load_model(args)
-    check_settings(model, settings)
-    for blocks in extra_sets.values():
-        check_settings(model, replace(settings, skip_layers=tuple(blocks)))
-    store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
-    _run_one(args, model, items, store, settings, shard)
-    if args.skips or args.skip:
-        for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
-            variant = replace(settings, skip_layers=tuple(blocks))
-            folder = store.out / "skips" / name
-            opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
-            _run_one(args, model, items, opened, variant, shard)
+    with torch_threads(run_threads(args.threads, args.device)):
+        model = load_model(args)
+        check_settings(model, settings)
+        for blocks in extra_sets.values():
+            check_settings(model, replace(settings, skip_layers=tuple(blocks)))
+        store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
+        _run_one(args, model, items, store, settings, shard)
+        if args.skips or args.skip:
+            for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
+                variant = replace(settings, skip_layers=tuple(blocks))
+                folder = store.out / "skips" / name
+                opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
+                _run_one(args, model, items, opened, variant, shard)
 
 
 def add_commands(commands: Any) -> None:
