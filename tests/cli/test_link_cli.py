@@ -2,6 +2,8 @@
 the mistakes a user can make on the way."""
 
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -47,6 +49,27 @@ def test_skip_runs_then_the_link_report(bench, tmp_path, capsys):
     # tables and legends for people: no Python tuples, <NA>, NaN or repeated legend labels
     assert not re.search(r"\(\d+,\)|&lt;NA&gt;|>NaN<|>None<", page), "raw values in the report"
     assert re.search(r"<b>Truth</b>: \w+", page)  # words, not a JSON list
+    _opens_in_chromium(out / "report.html", tmp_path)
+
+
+def _opens_in_chromium(report, tmp_path):
+    """The link report loads offline in headless Chromium without console errors, every figure
+    decoded, and a screenshot is written for a person to look at."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Install Debian's chromium (`apt-get install chromium`); .ci/run does."
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+             "--window-size=1200,4000"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and "Error" in line]
+    assert not errors, errors
+    assert dom.stdout.count("<img") >= 2 and "The link, with 95 % bootstrap intervals" in dom.stdout
+    shot = report.parent / "screenshot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], capture_output=True,
+                   timeout=120)  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000
 
 
 def test_mistakes_get_one_clear_line(bench, tmp_path, capsys):

@@ -123,3 +123,15 @@ def test_built_in_benchmark_without_data_is_written_into_the_run(tmp_path, capsy
     assert "wrote the built-in" not in printed and "12 items: 12 already done, 0 traced" in printed
     assert main(["run", "amber", "--out", str(tmp_path / "a")]) == 2
     assert "needs --data (AMBER's data folder)" in capsys.readouterr().err
+
+
+def test_the_priors_benchmark_is_written_the_same_way(tmp_path, capsys):
+    from mmlens.benchmarks.priors import read_priors
+    from mmlens.cli.run import _write_built_in
+
+    _write_built_in("priors", tmp_path / "benchmark")
+    assert "wrote the built-in priors benchmark" in capsys.readouterr().out
+    items = read_priors(tmp_path / "benchmark")
+    assert len(items) == 200 and {i.extra["drawn_as"] for i in items[:2]} == {
+        "control", "prior-breaking",
+    }  # fmt: skip  (any prefix mixes control and prior-breaking scenes)
