@@ -14,6 +14,7 @@ from mmlens.call_forms import read_call
 from mmlens.errors import ConfigError, ImageError, PromptError, TokenError
 from mmlens.inputs import ImageLike, ModelInputs, load_image
 from mmlens.tl_arguments import check_padding_side
+from mmlens.token_text import token_texts
 from mmlens.tokens import ImageTokens, text_inputs
 
 # One image (or None, or a list of images for one prompt that marks each) and a prompt, or one
@@ -313,7 +314,7 @@ class InputPreparation:
             raise TokenError(f"Rival {_describe(word)} is not a word; pass a str or a token id.")
         ids = self.tokenizer.encode(word, add_special_tokens=False)
         if len(ids) != 1:
-            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            pieces = token_texts(self.tokenizer, ids)
             raise TokenError(
                 f"Rival {word!r} is not a single token: it splits into {pieces}. "
                 "Pass a word that is one token (try a leading space) or a token id."

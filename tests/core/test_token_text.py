@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from mmlens.errors import TokenError
 from mmlens.report.build import ReportSettings, write_report
 from mmlens.token_text import shown, token_text_array, token_texts
 from mmlens.zoo.priors.scenes import Scene, SceneObject, draw_scene
@@ -70,6 +71,9 @@ def test_priors_model_traces_and_reports_text_not_symbols(priors_model, tmp_path
     assert not any(MARKERS.search(t) for t in trace.topk_tokens.ravel())
     assert not trace.to_frame().token.str.contains(MARKERS).any()
     assert any(t.startswith(" ") for t in trace.tokens)
+    with pytest.raises(TokenError, match="splits into") as refused:
+        priors_model.to_single_token("There is a banana")
+    assert not MARKERS.search(str(refused.value)) and "' banana'" in str(refused.value)
     pieces = priors_model.to_str_tokens(CAPTION_PROMPT, image=image)
     assert "<image 0,0>" in pieces and not any(MARKERS.search(p) for p in pieces)
     page = write_report(
