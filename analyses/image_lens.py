@@ -21,8 +21,9 @@ from matplotlib.figure import Figure
 from mmlens.cache import LVLMActivationCache
 from mmlens.errors import ConfigError
 from mmlens.inputs import grid_positions
-from mmlens.lens import log_probs
+from mmlens.lens import lens_logits, log_probs
 from mmlens.model import HookedLVLM
+from mmlens.recording import resid_hook_names
 from mmlens.token_text import token_text_array
 from mmlens.words import first_token_id
 
@@ -67,10 +68,6 @@ class ImageTokenLens:
         return frame
 
 
-def _residual_name(layer: int) -> str:
-    return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
-
-
 def image_token_lens(
     model: HookedLVLM,
     cache: LVLMActivationCache,
@@ -98,15 +95,16 @@ def image_token_lens(
     grid = cache.inputs.patch_grid(row)
     assert grid is not None  # grid_positions refused a sequence without one
     norm, unembed = model.adapter.final_norm(), model.adapter.unembed()
+    names = resid_hook_names(list(range(model.n_blocks)))  # layer l -> its residual hook
     ids, probs, found = [], [], {word: [] for word in word_ids}
     for layer in chosen:
-        name = _residual_name(layer)
+        name = names[layer]
         if name not in cache.cache_dict:
             raise ConfigError(f"The cache has no {name}; run run_with_cache without dropping it.")
         resid = cache[name]
         resid = resid[row] if cache.has_batch_dim else resid
         with torch.no_grad():
-            logprobs = log_probs(unembed(norm(resid[positions.to(resid.device)])))
+            logprobs = log_probs(lens_logits(resid[positions.to(resid.device)], norm, unembed))
         top = logprobs.topk(top_k, dim=-1)
         ids.append(top.indices.cpu().numpy())
         probs.append(top.values.exp().cpu().numpy())

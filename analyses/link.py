@@ -284,15 +284,7 @@ def _row(name: str, ci: Interval, n_items: int, note: str = "") -> dict:
 def _missing(name: str, why: str, n_items: int) -> dict:
     """A statistic this run cannot give: NaN, and why."""
     nan = float("nan")
-    return {
-        "statistic": name,
-        "estimate": nan,
-        "low": nan,
-        "high": nan,
-        "n": "0",
-        "items": n_items,
-        "note": why,
-    }
+    return _row(name, Interval(nan, nan, nan, 0.95, (0,)), n_items, why)
 
 
 def link_summary(
