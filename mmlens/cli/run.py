@@ -165,9 +165,11 @@ def _run(args: argparse.Namespace) -> int:
     from mmlens.runs import RunSettings, RunStore, Shard
     from mmlens.runs.locking import hold_run_folder
     from mmlens.runs.repair import BENCHMARK_FOLDER
+    from mmlens.runs.threads import run_threads
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of items.")
+    run_threads(args.threads, args.device)  # a bad --threads is refused before anything is written
     if (args.skips or args.skip) and args.skip_layers:
         raise ConfigError(
             "--skip-layers makes one skipped run; --skips/--skip add skip runs to a "

@@ -100,6 +100,7 @@ def test_interrupt_leaves_no_report(tmp_path, monkeypatch, capsys):
     [
         (["missing.png"], "Image file not found"),
         (["--model", "no/such-model"], "never downloads"),
+        (["--truth", "dog"], "give both"),  # truth without the object words
     ],
 )
 def test_user_errors(tmp_path, capsys, args, message):

@@ -123,6 +123,9 @@ def test_built_in_benchmark_without_data_is_written_into_the_run(tmp_path, capsy
     assert "wrote the built-in" not in printed and "12 items: 12 already done, 0 traced" in printed
     assert main(["run", "amber", "--out", str(tmp_path / "a")]) == 2
     assert "needs --data (AMBER's data folder)" in capsys.readouterr().err
+    assert main(["run", "shapes", "--out", str(tmp_path / "t"), "--threads", "0"]) == 2
+    assert "--threads 0: give a number" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()  # refused before the benchmark was written
 
 
 def test_the_priors_benchmark_is_written_the_same_way(tmp_path, capsys):
