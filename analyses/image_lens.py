@@ -142,9 +142,7 @@ def plot_word_on_image(
     axes = np.atleast_1d(figure.subplots(1, len(layers)))
     image = None
     for axis, layer in zip(axes, layers, strict=True):
-        image = axis.imshow(
-            probs[index[layer]].reshape(lens.grid), cmap="magma", vmin=0, vmax=top
-        )
+        image = axis.imshow(probs[index[layer]].reshape(lens.grid), cmap="magma", vmin=0, vmax=top)
         axis.set_title(f"layer {layer}", fontsize=8)
         axis.set_xticks([])
         axis.set_yticks([])

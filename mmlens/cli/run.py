@@ -113,6 +113,19 @@ def _run_one(
     shard.barrier()  # the merged tables exist for every rank (the skip sets read them)
 
 
+def _open_store(folder: str | Path, identity: dict[str, Any], shard: Any) -> Any:
+    """Open a run folder for every rank: rank 0 creates it (parts/, run.json) and the others open
+    it after a barrier, so no rank sees another's half-made folder."""
+    from mmlens.runs import RunStore
+
+    if shard.rank == 0:
+        store = RunStore.open(folder, identity, shard.rank)
+    shard.barrier()
+    if shard.rank != 0:
+        store = RunStore.open(folder, identity, shard.rank)
+    return store
+
+
 def _skip_sets(
     args: argparse.Namespace, out: Path, n_blocks: int, extra: dict[str, list[int]]
 ) -> dict[str, list[int]]:
@@ -232,7 +245,6 @@ def _run_locked(
     from dataclasses import replace
 
     from mmlens.cli.options import load_model
-    from mmlens.runs import RunStore
     from mmlens.runs.runner import check_settings
     from mmlens.runs.threads import run_threads, torch_threads
 
@@ -242,13 +254,13 @@ def _run_locked(
         check_settings(model, settings)
         for blocks in extra_sets.values():
             check_settings(model, replace(settings, skip_layers=tuple(blocks)))
-        store = RunStore.open(args.out, {**identity, **settings.identity()}, rank=shard.rank)
+        store = _open_store(args.out, {**identity, **settings.identity()}, shard)
         _run_one(args, model, items, store, settings, shard)
         if args.skips or args.skip:
             for name, blocks in _skip_sets(args, store.out, model.n_blocks, extra_sets).items():
                 variant = replace(settings, skip_layers=tuple(blocks))
                 folder = store.out / "skips" / name
-                opened = RunStore.open(folder, {**identity, **variant.identity()}, shard.rank)
+                opened = _open_store(folder, {**identity, **variant.identity()}, shard)
                 _run_one(args, model, items, opened, variant, shard)
 
 

@@ -136,5 +136,6 @@ def test_the_priors_benchmark_is_written_the_same_way(tmp_path, capsys):
     assert "wrote the built-in priors benchmark" in capsys.readouterr().out
     items = read_priors(tmp_path / "benchmark")
     assert len(items) == 200 and {i.extra["drawn_as"] for i in items[:2]} == {
-        "control", "prior-breaking",
+        "control",
+        "prior-breaking",
     }  # fmt: skip  (any prefix mixes control and prior-breaking scenes)

@@ -17,7 +17,7 @@ from mmlens.benchmarks import read_shapes, write_shapes_benchmark
 from mmlens.benchmarks.items import BenchmarkItem, ItemSet, Skipped
 from mmlens.cli import main
 from mmlens.errors import ConfigError
-from mmlens.runs import RunSettings, RunStore, run_items
+from mmlens.runs import RunSettings, RunStore, Shard, run_items
 from mmlens.words import truth_token_ids, truth_words
 
 SETTINGS = RunSettings(max_new_tokens=4, flush_every=3)
@@ -230,7 +230,8 @@ def test_two_processes_under_torchrun_equal_one(bench, tmp_path):
         timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    failed = [line for line in done.stderr.splitlines() if "rank0" in line or "Error" in line]
+    assert done.returncode == 0, "\n".join(failed[:40]) + "\n...\n" + done.stderr[-2000:]
     one = pd.read_parquet(single / "items.parquet")
     two = pd.read_parquet(sharded / "items.parquet")
     assert sorted(two.shard.unique()) == [0, 1]
@@ -241,3 +242,30 @@ def test_two_processes_under_torchrun_equal_one(bench, tmp_path):
         tokens_two = pd.read_parquet(sharded / folder / "tokens.parquet")
         _assert_same_up_to_float_order(tokens_one, tokens_two)
     assert pd.read_parquet(sharded / "skips/late/items.parquet").shard.nunique() == 2
+
+
+class _RecordingShard(Shard):
+    """A rank of a launch whose barrier runs `at_barrier` (what the other ranks do meanwhile)."""
+
+    def __init__(self, rank: int, at_barrier) -> None:
+        super().__init__(rank, 2, rank)
+        object.__setattr__(self, "at_barrier", at_barrier)
+
+    def barrier(self) -> None:
+        self.at_barrier()
+
+
+def test_ranks_other_than_0_open_a_run_folder_only_after_rank_0_made_it(tmp_path):
+    """Two ranks writing run.json at once raced on one `.run.json.partial` (a rank's replace found
+    it gone: CI's torchrun test failed on rank 0). Rank 0 makes the folder; the others wait."""
+    from mmlens.cli.run import _open_store
+
+    folder, identity = tmp_path / "run", {"benchmark": "shapes"}
+    seen: list[bool] = []
+    second = _RecordingShard(1, lambda: seen.append(folder.exists()))
+    assert _open_store(folder, identity, second).rank == 1
+    assert seen == [False]  # rank 1 made nothing before the barrier
+    other = tmp_path / "other"
+    first = _RecordingShard(0, lambda: seen.append((other / "run.json").is_file()))
+    assert _open_store(other, identity, first).rank == 0
+    assert seen == [False, True]  # rank 0 made the folder before it
