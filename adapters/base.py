@@ -133,6 +133,10 @@ class Adapter(ABC):
     def _language_model(self) -> nn.Module:
         return self.hf_model.model.language_model
 
+    def language_model(self) -> nn.Module:
+        """The decoder-only language model (embeddings in, final norm out; no `lm_head`)."""
+        return self._language_model()
+
     def decoder_layers(self) -> nn.ModuleList:
         """The language model's list of decoder blocks (as the bridge sees them)."""
         return self._language_model().layers

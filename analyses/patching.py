@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mmlens.errors import ConfigError
-from mmlens.inputs import ModelInputs, grid_positions
+from mmlens.inputs import ModelInputs, image_regions
 from mmlens.model import HookedLVLM
 
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], float]
@@ -111,30 +111,6 @@ def head_patching(
 
             patches.append(({"block": block, "head": head}, f"blocks.{block}.attn.hook_z", setter))
     return _sweep(model, clean, corrupted, metric, patches)
-
-
-def image_regions(inputs: ModelInputs, per_side: int = 2, row: int = 0) -> dict[str, Tensor]:
-    """Image positions of batch row `row` grouped into `per_side` x `per_side` regions of the
-    patch grid, named "r,c" (region row, column)."""
-    positions = grid_positions(inputs, row)
-    height, width = inputs.patch_grid(row)
-    if not 1 <= per_side <= min(height, width):
-        raise ConfigError(
-            f"per_side={per_side}: choose 1..{min(height, width)} regions per side "
-            f"(the patch grid is {height} x {width})."
-        )
-    row_cuts = [round(i * height / per_side) for i in range(per_side + 1)]
-    column_cuts = [round(i * width / per_side) for i in range(per_side + 1)]
-    regions = {}
-    for r in range(per_side):
-        for c in range(per_side):
-            grid = [
-                y * width + x
-                for y in range(row_cuts[r], row_cuts[r + 1])
-                for x in range(column_cuts[c], column_cuts[c + 1])
-            ]
-            regions[f"{r},{c}"] = positions[grid]
-    return regions
 
 
 def region_patching(

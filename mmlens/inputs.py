@@ -12,7 +12,15 @@ from torch import Tensor
 from mmlens.errors import ConfigError
 from mmlens.images import ImageLike, load_image, to_rgb
 
-__all__ = ["ImageLike", "ModelInputs", "grid_positions", "load_image", "square_grid", "to_rgb"]
+__all__ = [
+    "ImageLike",
+    "ModelInputs",
+    "grid_positions",
+    "image_regions",
+    "load_image",
+    "square_grid",
+    "to_rgb",
+]
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,30 @@ def grid_positions(inputs: ModelInputs, row: int = 0) -> Int[Tensor, " n_patch"]
             "images, or tiles with newline tokens): this view needs one image's grid."
         )
     return positions[len(positions) - grid[0] * grid[1] :]
+
+
+def image_regions(inputs: ModelInputs, per_side: int = 2, row: int = 0) -> dict[str, Tensor]:
+    """Image positions of batch row `row` grouped into `per_side` x `per_side` regions of the
+    patch grid, named "r,c" (region row, column)."""
+    positions = grid_positions(inputs, row)
+    height, width = inputs.patch_grid(row)
+    if not 1 <= per_side <= min(height, width):
+        raise ConfigError(
+            f"per_side={per_side}: choose 1..{min(height, width)} regions per side "
+            f"(the patch grid is {height} x {width})."
+        )
+    row_cuts = [round(i * height / per_side) for i in range(per_side + 1)]
+    column_cuts = [round(i * width / per_side) for i in range(per_side + 1)]
+    regions = {}
+    for r in range(per_side):
+        for c in range(per_side):
+            grid = [
+                y * width + x
+                for y in range(row_cuts[r], row_cuts[r + 1])
+                for x in range(column_cuts[c], column_cuts[c + 1])
+            ]
+            regions[f"{r},{c}"] = positions[grid]
+    return regions
 
 
 def square_grid(n_image: int) -> tuple[int, int] | None:
