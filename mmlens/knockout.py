@@ -11,8 +11,8 @@ they were. It changes a forward pass, so it lives with the model; `analyses.flow
 
 Positions are those of the (left-padded) sequence `inputs` describes; generated tokens continue
 it (the first generated token sits at `inputs.n_positions`). Knockouts hold in a forward pass,
-`generate` and `trace` alike: a step counter on the language model maps each step's queries and
-keys (a KV cache, a sliding window's shorter cache) back to absolute positions.
+`generate` and `trace` alike: `steps.SequenceStep` maps each step's queries and keys (a KV
+cache, a sliding window's shorter cache) back to sequence positions.
 """
 
 from collections.abc import Iterator, Sequence
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from mmlens.errors import ConfigError, LayerIndexError
 from mmlens.inputs import ModelInputs, image_regions
+from mmlens.steps import SequenceStep
 
 #: Group names: every image token, the prompt's text tokens before the last one, the last prompt
 #: position (the one that predicts the first answer token), every generated token; a region of
@@ -111,29 +112,6 @@ def _region(inputs: ModelInputs, group: str, row: int) -> Int[Tensor, " n"]:
     return regions[name]
 
 
-@dataclass
-class _Step:
-    """Where the current forward's queries end in the sequence (updated per language-model call)."""
-
-    n_prompt: int
-    batch: int
-    end: int = 0
-
-    def enter(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        embeds = kwargs.get("inputs_embeds")
-        if embeds is None:
-            raise ConfigError("attention_knockout: the language model got no inputs_embeds.")
-        batch, length = int(embeds.shape[0]), int(embeds.shape[1])
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # transformers >= 5.24: cache
-        fresh = cache is None or int(cache.get_seq_length()) == 0
-        if fresh and (length != self.n_prompt or batch != self.batch):
-            raise ConfigError(
-                f"This knockout was built for inputs of {self.batch} x {self.n_prompt} positions; "
-                f"the model now runs {batch} x {length}. Build it from the inputs you run."
-            )
-        self.end = length if fresh else self.end + length
-
-
 def attention_knockout_hooks(
     model: Any,
     inputs: ModelInputs,
@@ -162,7 +140,7 @@ def attention_knockout_hooks(
         row: [(group_positions(inputs, k, row), group_positions(inputs, q, row)) for k, q in pairs]
         for row in row_list
     }
-    step = _Step(inputs.n_positions, inputs.batch_size)
+    step = SequenceStep(inputs.n_positions, inputs.batch_size, "knockout")
 
     def edit(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
@@ -188,7 +166,7 @@ def attention_knockout_hooks(
 def _blocked_mask(
     mask: Tensor | None,
     n_queries: int,
-    step: _Step,
+    step: SequenceStep,
     resolved: dict[int, list[tuple[_Positions, _Positions]]],  # (source/keys, target/queries)
     heads: list[int] | None,
     n_heads: int,
@@ -198,8 +176,7 @@ def _blocked_mask(
     knocked-out edges set to the dtype's minimum."""
     n_keys = int(mask.shape[-1]) if mask is not None else step.end
     device = mask.device if mask is not None else torch.device("cpu")
-    queries = torch.arange(step.end - n_queries, step.end, device=device)
-    keys = torch.arange(step.end - n_keys, step.end, device=device)
+    queries, keys = step.positions(n_queries, device), step.positions(n_keys, device)
     lowest = torch.finfo(dtype).min
     if mask is None:
         causal = keys[None, :] > queries[:, None]

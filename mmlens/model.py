@@ -31,6 +31,7 @@ from mmlens.tl_surface import (
 )
 from mmlens.trace import Trace
 from mmlens.tracing import build_trace
+from mmlens.visual_attention import attention_recorder, both, counting
 
 Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
 
@@ -272,6 +273,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         skip_layers: Iterable[int] | None = None,
         lens: str = "normed",
         keep_features: bool = False,
+        visual_attention: bool = False,
+        attention_regions: int | None = None,
         image_mode: str | None = None,
         progress: bool = True,
     ) -> Trace | list[Trace]:
@@ -286,6 +289,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         `lens.paper_divergence`) and log-probs of `rivals` (single-token words or ids);
         with `keep_features`, the residual vectors too (with `lens="paper"` the last one
         final-normed, as in HF `hidden_states`). Nothing of size layers x vocab is kept.
+        With `visual_attention`, each block's share of attention on image tokens per head
+        (`Trace.image_attention`), and with `attention_regions=N` on each of N x N regions of
+        the patch grid too (`mmlens.visual_attention`); no attention pattern is kept.
 
         Takes `(image, prompt)`, `(prompt, image=...)` or a prompt alone (traced without an
         image), not token ids: a Trace keeps its prompt's text.
@@ -318,15 +324,19 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
                 rival_ids=rival_ids,
                 keep_features=keep_features,
             )
+            attention = attention_recorder(inputs, kept, visual_attention, attention_regions)
+            hooks, on_step = recorder.hooks(), recorder.record
+            if attention is not None:
+                hooks, on_step = hooks + attention.hooks(), both(on_step, attention.record)
             bar = progress_bar(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
-            with bar, self.hooks(recorder.hooks()):
+            with bar, self.hooks(hooks), counting(attention, self.adapter.language_model()):
                 ids = greedy_decode_batch(
                     self.adapter.hf_model,
                     inputs,
                     max_new_tokens,
                     self.adapter.eos_token_ids,
                     self._pad_token_id(),
-                    on_step=recorder.record,
+                    on_step=on_step,
                     progress=bar,
                 )
         settings = {
@@ -339,12 +349,14 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
             "n_blocks": self.n_blocks,
             "d_vocab": self.d_vocab,
         }
+        if attention is not None:
+            settings["attention_regions"] = attention_regions
         prompts = prompt if batched else [prompt]
         images = image if batched and isinstance(image, list) else [image] * len(prompts)
         traces = [
             build_trace(
                 self.tokenizer,
-                recorder.arrays(row),
+                {**recorder.arrays(row), **(attention.arrays(row) if attention else {})},
                 ids[row],
                 prompt=prompts_row,
                 inputs=inputs,

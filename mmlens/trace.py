@@ -31,6 +31,8 @@ _ARRAYS = (
     "top1_logprobs",
     "features",
     "paper_jsd",
+    "image_attention",
+    "region_attention",
 )
 
 
@@ -46,6 +48,10 @@ class Trace:
     `paper_jsd` is what the paper's code computes in place of `jsd` (`lens.paper_divergence`);
     None in traces that do not record it. `features` are the residual vectors, except that
     traces made with the paper lens final-norm the last layer, as HF `hidden_states[-1]` is.
+    `image_attention[s, i, h]` (when recorded) is the share of head h's attention at the
+    predicting position that goes to image tokens in the block producing layer `layers[i]` (NaN
+    for layer 0); `region_attention` the same per patch-grid region ("r,c" in raster order over
+    `settings["attention_regions"]` per side). See `mmlens.visual_attention`.
     """
 
     prompt: str
@@ -69,6 +75,8 @@ class Trace:
     image_span: tuple[int, int] | None = None
     features: Float[np.ndarray, "step layer d_model"] | None = None
     paper_jsd: Float[np.ndarray, "step layer"] | None = None
+    image_attention: Float[np.ndarray, "step layer head"] | None = None
+    region_attention: Float[np.ndarray, "step layer head region"] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +99,16 @@ class Trace:
             raise TraceFormatError(f"paper_jsd has shape {self.paper_jsd.shape}.")
         if self.features is not None and self.features.shape[:2] != (n_steps, n_layers):
             raise TraceFormatError(f"features have shape {self.features.shape}.")
+        for name in ("image_attention", "region_attention"):
+            value = getattr(self, name)
+            if value is not None and value.shape[:2] != (n_steps, n_layers):
+                raise TraceFormatError(f"{name} has shape {value.shape}.")
+        if (
+            self.image_attention is not None
+            and self.region_attention is not None
+            and self.region_attention.shape[2] != self.image_attention.shape[2]
+        ):
+            raise TraceFormatError("image_attention and region_attention differ in heads.")
 
     @property
     def n_steps(self) -> int:
@@ -107,8 +125,8 @@ class Trace:
         """Tidy table, one row per (step, layer).
 
         Columns: step, token_id, token, layer, logprob, prob, rank, entropy, jsd (NaN on the last
-        layer), paper_jsd (when recorded), top1_id, top1_token, top1_prob and one `rival_<word>`
-        log-prob column per rival.
+        layer), paper_jsd (when recorded), top1_id, top1_token, top1_prob, one `rival_<word>`
+        log-prob column per rival, and image_attention (when recorded: the mean over heads).
         """
         n_steps, n_layers = self.logprob.shape
         frame = pd.DataFrame(
@@ -131,6 +149,8 @@ class Trace:
             frame.insert(frame.columns.get_loc("jsd") + 1, "paper_jsd", self.paper_jsd.ravel())
         for index, word in enumerate(self.rival_words):
             frame[f"rival_{word}"] = self.rival_logprobs[..., index].ravel()
+        if self.image_attention is not None:
+            frame["image_attention"] = self.image_attention.mean(axis=-1).ravel()
         return frame
 
     def save(self, path: str | Path) -> Path:

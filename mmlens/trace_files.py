@@ -29,7 +29,7 @@ _META = {
 }
 _OPTIONAL_META = ("image_span", "settings")
 
-# arrays.npz: name -> (dtype kinds, number of dimensions). features and paper_jsd are optional.
+# arrays.npz: name -> (dtype kinds, number of dimensions); _OPTIONAL_ARRAYS may be absent.
 _ARRAYS: dict[str, tuple[str, int]] = {
     "token_ids": ("iu", 1),
     "layers": ("iu", 1),
@@ -44,8 +44,10 @@ _ARRAYS: dict[str, tuple[str, int]] = {
     "top1_logprobs": ("f", 3),
     "features": ("f", 3),
     "paper_jsd": ("f", 2),
+    "image_attention": ("f", 3),
+    "region_attention": ("f", 4),
 }
-_OPTIONAL_ARRAYS = ("features", "paper_jsd")
+_OPTIONAL_ARRAYS = ("features", "paper_jsd", "image_attention", "region_attention")
 _KINDS = {"iu": "integers", "f": "floats", "U": "strings"}
 
 

@@ -50,5 +50,7 @@ def build_trace(
         top1_logprobs=arrays["top1_logprobs"],
         image_span=(int(image[0]), int(image[-1]) + 1) if image.numel() else None,
         features=arrays.get("features"),
+        image_attention=arrays.get("image_attention"),
+        region_attention=arrays.get("region_attention"),
         settings=settings,
     )

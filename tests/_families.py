@@ -26,6 +26,8 @@ from mmlens.zoo.tiny_original import build_tiny_original_llava
 from mmlens.zoo.tiny_qwen import build_tiny_qwen2_5_vl
 
 FAMILIES = ("llava_original", "llava_next", "qwen2_5_vl", "gemma3")
+#: With llava-hf's LLaVA-1.5 (the `checkpoints["gqa"]` fixture's model), every family.
+ALL_FAMILIES = ("llava", *FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,19 @@ class FamilyCase:
             kwargs.pop("position_ids", None)
             kwargs["mm_token_type_ids"] = inputs.image_mask.int()
             self.hf.model.rope_deltas = None
+        return kwargs
+
+    def hf_kwargs_with(self, inputs: ModelInputs, new_ids: list[int]) -> dict[str, Any]:
+        """HF's keyword arguments for one unpadded prompt followed by `new_ids` (for re-running
+        the whole sequence each step, without a KV cache)."""
+        kwargs = self.hf_kwargs(inputs)
+        extra = torch.tensor([new_ids], dtype=torch.long)
+        kwargs["input_ids"] = torch.cat([kwargs["input_ids"], extra], 1)
+        kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(extra)], 1)
+        for name in ("token_type_ids", "mm_token_type_ids"):
+            if name in kwargs:
+                zeros = torch.zeros_like(extra).to(kwargs[name].dtype)
+                kwargs[name] = torch.cat([kwargs[name], zeros], 1)
         return kwargs
 
     def vision_reference(self, inputs: ModelInputs) -> VisionReference:
@@ -92,9 +107,15 @@ class FamilyCase:
         return VisionReference(tiles, selected, embeds, sequence)
 
 
-def build_case(name: str, root: Path) -> FamilyCase:
-    """Build the family's tiny checkpoint under `root` and load it both ways."""
-    if name == "llava_original":
+def build_case(name: str, root: Path, llava: Path | None = None) -> FamilyCase:
+    """Build the family's tiny checkpoint under `root` and load it both ways ("llava" loads the
+    llava-hf checkpoint folder `llava` instead)."""
+    if name == "llava":
+        assert llava is not None, "the llava family needs its checkpoint folder"
+        model = mmlens.load(llava)
+        hf = LlavaForConditionalGeneration.from_pretrained(llava, attn_implementation="eager")
+        source = (str(llava),)
+    elif name == "llava_original":
         folders = build_tiny_original_llava(root)
         model = mmlens.load(folders.original, vision_tower=folders.tower)
         hf = LlavaForConditionalGeneration.from_pretrained(folders.hf, attn_implementation="eager")

@@ -202,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
         flush_every=args.flush_every,
         batch_size=args.batch_size,
         skip_layers=tuple(skip_layers),
+        visual_attention=args.visual_attention,
     )
     shard = Shard.from_env()
     built_in_default = args.data is None
@@ -281,6 +282,12 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--lens", choices=["normed", "paper"], default="normed", help=LENS_HELP)
     run.add_argument("--top-k", type=int, default=5, help="top tokens recorded per layer")
     run.add_argument("--suffix", default="", help="text appended to every prompt")
+    run.add_argument(
+        "--visual-attention",
+        action="store_true",
+        help="also record each layer's share of attention on image tokens at the predicting "
+        "position (mean over heads): tokens.parquet's image_attention column",
+    )
     run.add_argument("--batch-size", type=int, default=1, help="items traced in one forward")
     run.add_argument("--flush-every", type=int, default=16, help="items per written part")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

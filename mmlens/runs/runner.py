@@ -43,6 +43,7 @@ class RunSettings:
     flush_every: int = 16  # items per written part
     batch_size: int = 1  # items traced in one forward (equal to one at a time up to rounding)
     skip_layers: tuple[int, ...] = ()  # blocks not computed (skip experiments over a data set)
+    visual_attention: bool = False  # tokens table: image_attention (share, mean over heads)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip_layers", tuple(sorted(set(self.skip_layers))))
@@ -59,6 +60,8 @@ class RunSettings:
         found["skip_layers"] = list(self.skip_layers)  # as run.json holds it
         if not self.skip_layers:
             del found["skip_layers"]  # runs made before skip settings existed stay resumable
+        if not self.visual_attention:
+            del found["visual_attention"]  # (likewise)
         return found
 
 
@@ -134,6 +137,7 @@ def _trace_batch(
             top_k=settings.top_k,
             rivals=rivals,
             skip_layers=settings.skip_layers,
+            visual_attention=settings.visual_attention,
             progress=False,
         )
     except MMLensError as error:

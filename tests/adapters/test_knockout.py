@@ -5,46 +5,21 @@ re-running the whole sequence each step without a KV cache (mmlens uses the cach
 sliding layers a shorter one), so positions are plain sequence indices there."""
 
 import sys
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from _families import FAMILIES, build_case
-from _support import load_hf
 from PIL import Image
 
-import mmlens
 from mmlens.errors import ConfigError, LayerIndexError
 from mmlens.knockout import attention_knockout, group_positions
 
 PROMPT = "What is in the picture?"
-ALL = ("llava", *FAMILIES)
 
 
-@dataclass
-class Case:
-    name: str
-    model: Any
-    hf: Any
-
-    def hf_kwargs(self, inputs):
-        kwargs = inputs.model_kwargs()
-        if self.name == "qwen2_5_vl":
-            kwargs.pop("position_ids", None)
-            kwargs["mm_token_type_ids"] = inputs.image_mask.int()
-            self.hf.model.rope_deltas = None
-        return kwargs
-
-
-@pytest.fixture(scope="module", params=ALL)
-def case(request, checkpoints, tmp_path_factory):
-    if request.param == "llava":
-        path = checkpoints["gqa"]
-        return Case("llava", mmlens.load(path), load_hf(path))
-    built = build_case(request.param, tmp_path_factory.mktemp(request.param))
-    return Case(built.name, built.model, built.hf)
+@pytest.fixture
+def case(any_family):
+    return any_family
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +33,7 @@ class ScoreKnockout:
     attention modules and heads; `edges` maps each batch row to (source, target) position
     sets, a target of None meaning every position from `n_prompt` on (generated tokens)."""
 
-    def __init__(self, case, layers, edges, heads=None, n_prompt=0):
+    def __init__(self, case, layers, edges, heads=None, n_prompt=0):  # case: a FamilyCase
         layers_list = case.hf.model.language_model.layers
         self.modules = {layers_list[i].self_attn for i in layers}
         self.edges, self.heads, self.n_prompt = edges, heads, n_prompt
@@ -98,19 +73,6 @@ class ScoreKnockout:
                                 scores[row, head, target, source] = -torch.inf
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
         return (weights @ value).transpose(1, 2).contiguous(), weights
-
-
-def _extended(case, inputs, new_ids):
-    """HF's keyword arguments for the prompt followed by `new_ids` (no cache, no padding)."""
-    kwargs = case.hf_kwargs(inputs)
-    extra = torch.tensor([new_ids], dtype=torch.long)
-    zeros = torch.zeros_like(extra)
-    kwargs["input_ids"] = torch.cat([kwargs["input_ids"], extra], 1)
-    kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(extra)], 1)
-    for name in ("token_type_ids", "mm_token_type_ids"):
-        if name in kwargs:
-            kwargs[name] = torch.cat([kwargs[name], zeros.to(kwargs[name].dtype)], 1)
-    return kwargs
 
 
 def _positions(inputs, group, row=0):
@@ -160,7 +122,7 @@ def test_greedy_generation_with_knockout_equals_hf_without_cache(case, image):
     new: list[int] = []
     with torch.no_grad(), ScoreKnockout(case, layers, reference, n_prompt=inputs.n_positions):
         for _ in range(len(ours)):
-            logits = case.hf(**_extended(case, inputs, new)).logits[0, -1]
+            logits = case.hf(**case.hf_kwargs_with(inputs, new)).logits[0, -1]
             new.append(int(logits.argmax()))
     assert ours == new
 
