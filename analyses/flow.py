@@ -53,7 +53,7 @@ def knockout_sweep(
     `window` defaults to a quarter of the blocks (LLaVA-1.5-7B: 8 of 32)."""
     n_blocks = model.n_blocks
     window = max(1, n_blocks // 4) if window is None else window
-    if not isinstance(window, int) or not 1 <= window <= n_blocks:
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= n_blocks:
         raise ConfigError(f"window={window!r}; choose 1..{n_blocks} blocks.")
     names = [_edge_name(edge) for edge in edges]
     if not names or len(set(names)) != len(names):
@@ -66,7 +66,7 @@ def knockout_sweep(
     metric, label = _metric(model, metric, answer, base_logits[0])
     base = metric(base_logits[0])
     starts = range(n_blocks - window + 1)
-    batch = model.prepare([image] * len(names), [prompt] * len(names))
+    batch = model.prepare([image] * len(names), [prompt] * len(names)) if shared else None
     rows = []
     bar = progress_bar(
         total=len(starts), desc="knockout windows", unit="window", disable=not progress

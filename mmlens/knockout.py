@@ -153,7 +153,7 @@ def attention_knockout_hooks(
             resolved,
             head_list,
             n_heads,
-            hidden.dtype,
+            hidden,
         )
         return args, kwargs
 
@@ -170,12 +170,12 @@ def _blocked_mask(
     resolved: dict[int, list[tuple[_Positions, _Positions]]],  # (source/keys, target/queries)
     heads: list[int] | None,
     n_heads: int,
-    dtype: torch.dtype,
+    hidden: Tensor,
 ) -> Tensor:
     """`mask` (additive [batch, 1 or heads, q, k], boolean, or None for plain causal) with the
     knocked-out edges set to the dtype's minimum."""
     n_keys = int(mask.shape[-1]) if mask is not None else step.end
-    device = mask.device if mask is not None else torch.device("cpu")
+    device, dtype = hidden.device, hidden.dtype
     queries, keys = step.positions(n_queries, device), step.positions(n_keys, device)
     lowest = torch.finfo(dtype).min
     if mask is None:

@@ -78,6 +78,8 @@ def test_the_figure_and_bad_settings(tiny, photo):
     assert len(figure.axes[0].lines) == len(EDGES) + 1  # the zero line
     with pytest.raises(ConfigError, match="window=0"):
         knockout_sweep(tiny, photo, PROMPT, window=0)
+    with pytest.raises(ConfigError, match="window=True"):
+        knockout_sweep(tiny, photo, PROMPT, window=True)
     with pytest.raises(ConfigError, match="distinct"):
         knockout_sweep(tiny, photo, PROMPT, edges=["image->last", "image->last"])
     with pytest.raises(ConfigError, match="names its groups"):
