@@ -123,3 +123,48 @@ def clustered_rates(
         return groups, None
     difference = interval(rates[:, 0] - rates[:, 1], observed[0] - observed[1], tuple(sizes[:2]))
     return groups, difference
+
+
+def _weighted_auroc(
+    inverse: np.ndarray, n_values: int, positive: np.ndarray, weights: np.ndarray
+) -> float:
+    """P(a positive scores above a negative) + P(a tie) / 2, units weighted; `inverse` is each
+    unit's index among the sorted distinct scores."""
+    negative_weight = np.bincount(inverse[~positive], weights[~positive], minlength=n_values)
+    below = np.cumsum(negative_weight) - negative_weight
+    pos = inverse[positive]
+    total = weights[positive].sum() * weights[~positive].sum()
+    if total == 0:
+        return float("nan")
+    wins = (weights[positive] * (below[pos] + 0.5 * negative_weight[pos])).sum()
+    return float(wins / total)
+
+
+def clustered_auroc(
+    scores: Float[np.ndarray, " n"],
+    positive: Shaped[np.ndarray, " n"],
+    clusters: Shaped[np.ndarray, " n"],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2_000,
+    seed: int = 0,
+) -> Interval:
+    """The area under the ROC curve of `scores` for telling `positive` units from the others
+    (0.5: no better than chance; above: positives score higher), with a percentile bootstrap
+    interval that resamples clusters (the items words come from) with replacement."""
+    scores = _check(scores, "scores")
+    positive = np.asarray(positive, dtype=bool)
+    values, inverse = np.unique(scores, return_inverse=True)
+    names, cluster = np.unique(np.asarray(clusters), return_inverse=True)
+    sizes = (int(positive.sum()), int((~positive).sum()))
+    if min(sizes) == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, confidence, sizes)
+    observed = _weighted_auroc(inverse, len(values), positive, np.ones(len(scores)))
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(names), np.full(len(names), 1 / len(names)), n_resamples)
+    samples = np.array(
+        [_weighted_auroc(inverse, len(values), positive, draw[cluster]) for draw in draws]
+    )
+    finite = samples[np.isfinite(samples)]
+    return Interval(observed, *_bounds(finite, confidence), confidence, sizes)

@@ -41,19 +41,23 @@ def trace_visual_attention(trace: Trace) -> pd.DataFrame:
 
 
 def plot_trace_visual_attention(trace: Trace) -> Figure:
-    """Steps x layers heatmap of the share of attention on the image (mean over heads)."""
+    """Layers x generated tokens heatmap of the share of attention on the image (mean over
+    heads), laid out like the JSD heatmap: tokens along x, layer 1 at the bottom."""
     table = trace_visual_attention(trace)
-    grid = table.pivot_table(index="step", columns="layer", values="share", aggfunc="mean")
-    figure = Figure(figsize=(max(4.0, 0.25 * grid.shape[1] + 2), 0.3 * len(grid) + 1.4))
+    grid = table.pivot_table(index="layer", columns="step", values="share", aggfunc="mean")
+    n_layers, n_steps = grid.shape
+    width = min(max(5.0, 0.22 * n_steps + 2.0), 18.0)
+    figure = Figure(figsize=(width, max(2.6, 0.16 * n_layers + 1.4)), layout="constrained")
     axis = figure.subplots()
-    image = axis.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0)
-    axis.set_yticks(range(len(grid)), [repr(t) for t in trace.tokens[: len(grid)]], fontsize=7)
-    step = max(1, grid.shape[1] // 16)
-    axis.set_xticks(range(0, grid.shape[1], step), grid.columns[::step], fontsize=7)
-    axis.set_xlabel("layer")
+    image = axis.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0, origin="lower")
+    labels = [repr(token) for token in trace.tokens[:n_steps]]
+    every = max(1, n_steps // 60)
+    axis.set_xticks(range(0, n_steps, every), labels[::every], rotation=90, fontsize=7)
+    ticks = range(0, n_layers, max(1, n_layers // 12))
+    axis.set_yticks(list(ticks), [str(grid.index[i]) for i in ticks], fontsize=7)
+    axis.set_ylabel("layer")
     axis.set_title("share of attention on image tokens (mean over heads)", fontsize=9)
-    figure.colorbar(image, ax=axis, shrink=0.8)
-    figure.set_layout_engine("constrained")
+    figure.colorbar(image, ax=axis, shrink=0.8, pad=0.01)
     return figure
 
 

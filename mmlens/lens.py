@@ -116,5 +116,22 @@ def adjacent_divergences(
     return _pad_nan(_jsd(p, q, log_pm, log_qm)), _pad_nan(_paper(mixture, log_pm, log_qm))
 
 
+def final_jsd(logprobs: Float[Tensor, "layer d_vocab"]) -> Float[Tensor, " layer"]:
+    """JSD between each layer and the last (0 for the last): DoLa's (Chuang et al., 2024)
+    contrast between a premature layer and the mature one."""
+    return jensen_shannon(logprobs, logprobs[-1:].expand_as(logprobs))
+
+
+def candidate_probs(
+    logprobs: Float[Tensor, "layer d_vocab"], k: int = 20, mass: float = 0.9
+) -> Float[Tensor, " layer"]:
+    """Each layer's highest probability among the last layer's candidate tokens: its top `k`,
+    cut after the token where their probability first adds up to `mass` (DeCo, Wang et al.,
+    2025: an earlier layer may rate a visible object higher than the last layer does)."""
+    top = logprobs[-1].exp().topk(min(k, logprobs.shape[-1]))
+    keep = (top.values.cumsum(0) - top.values) < mass
+    return logprobs[:, top.indices[keep]].exp().amax(dim=-1)
+
+
 def _pad_nan(values: Tensor) -> Tensor:
     return torch.cat([values, values.new_full((1,), math.nan)])

@@ -11,7 +11,9 @@ from torch import Tensor, nn
 from mmlens.lens import (
     Lens,
     adjacent_divergences,
+    candidate_probs,
     entropy,
+    final_jsd,
     hf_hidden_states,
     lens_logits,
     log_probs,
@@ -91,6 +93,8 @@ class LayerRecorder:
             "rank": (layer_logprobs > layer_logprobs[:, token : token + 1]).sum(dim=-1),
             # [source layer, layer]: how every layer rates each layer's top-1 token.
             "top1_logprobs": layer_logprobs[:, top.indices[:, 0]].T,
+            "final_jsd": final_jsd(layer_logprobs),
+            "candidate_prob": candidate_probs(layer_logprobs),
         }
         if self.keep_features:
             values["features"] = self._features(resid).float()

@@ -33,6 +33,8 @@ _ARRAYS = (
     "paper_jsd",
     "image_attention",
     "region_attention",
+    "final_jsd",
+    "candidate_prob",
 )
 
 
@@ -52,6 +54,9 @@ class Trace:
     predicting position that goes to image tokens in the block producing layer `layers[i]` (NaN
     for layer 0); `region_attention` the same per patch-grid region ("r,c" in raster order over
     `settings["attention_regions"]` per side). See `mmlens.visual_attention`.
+    `final_jsd[s, i]` is the JSD between layer `layers[i]` and the last, `candidate_prob[s, i]`
+    that layer's highest probability among the last layer's candidates (`lens.final_jsd`,
+    `lens.candidate_probs`); None in traces made before they were recorded.
     """
 
     prompt: str
@@ -77,6 +82,8 @@ class Trace:
     paper_jsd: Float[np.ndarray, "step layer"] | None = None
     image_attention: Float[np.ndarray, "step layer head"] | None = None
     region_attention: Float[np.ndarray, "step layer head region"] | None = None
+    final_jsd: Float[np.ndarray, "step layer"] | None = None
+    candidate_prob: Float[np.ndarray, "step layer"] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,8 +102,10 @@ class Trace:
             raise TraceFormatError(f"rival_logprobs has shape {self.rival_logprobs.shape}.")
         if self.top1_logprobs.shape != (n_steps, n_layers, n_layers):
             raise TraceFormatError(f"top1_logprobs has shape {self.top1_logprobs.shape}.")
-        if self.paper_jsd is not None and self.paper_jsd.shape != (n_steps, n_layers):
-            raise TraceFormatError(f"paper_jsd has shape {self.paper_jsd.shape}.")
+        for name in ("paper_jsd", "final_jsd", "candidate_prob"):
+            value = getattr(self, name)
+            if value is not None and value.shape != (n_steps, n_layers):
+                raise TraceFormatError(f"{name} has shape {value.shape}.")
         if self.features is not None and self.features.shape[:2] != (n_steps, n_layers):
             raise TraceFormatError(f"features have shape {self.features.shape}.")
         for name in ("image_attention", "region_attention"):
@@ -126,7 +135,8 @@ class Trace:
 
         Columns: step, token_id, token, layer, logprob, prob, rank, entropy, jsd (NaN on the last
         layer), paper_jsd (when recorded), top1_id, top1_token, top1_prob, one `rival_<word>`
-        log-prob column per rival, and image_attention (when recorded: the mean over heads).
+        log-prob column per rival, final_jsd and candidate_prob (when recorded), and
+        image_attention (when recorded: the mean over heads).
         """
         n_steps, n_layers = self.logprob.shape
         frame = pd.DataFrame(
@@ -149,6 +159,9 @@ class Trace:
             frame.insert(frame.columns.get_loc("jsd") + 1, "paper_jsd", self.paper_jsd.ravel())
         for index, word in enumerate(self.rival_words):
             frame[f"rival_{word}"] = self.rival_logprobs[..., index].ravel()
+        for name in ("final_jsd", "candidate_prob"):
+            if getattr(self, name) is not None:
+                frame[name] = getattr(self, name).ravel()
         if self.image_attention is not None:
             frame["image_attention"] = self.image_attention.mean(axis=-1).ravel()
         return frame

@@ -46,8 +46,17 @@ _ARRAYS: dict[str, tuple[str, int]] = {
     "paper_jsd": ("f", 2),
     "image_attention": ("f", 3),
     "region_attention": ("f", 4),
+    "final_jsd": ("f", 2),
+    "candidate_prob": ("f", 2),
 }
-_OPTIONAL_ARRAYS = ("features", "paper_jsd", "image_attention", "region_attention")
+_OPTIONAL_ARRAYS = (
+    "features",
+    "paper_jsd",
+    "image_attention",
+    "region_attention",
+    "final_jsd",
+    "candidate_prob",
+)
 _KINDS = {"iu": "integers", "f": "floats", "U": "strings"}
 
 

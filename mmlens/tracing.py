@@ -52,5 +52,7 @@ def build_trace(
         features=arrays.get("features"),
         image_attention=arrays.get("image_attention"),
         region_attention=arrays.get("region_attention"),
+        final_jsd=arrays.get("final_jsd"),
+        candidate_prob=arrays.get("candidate_prob"),
         settings=settings,
     )

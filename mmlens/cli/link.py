@@ -5,7 +5,10 @@
     mmlens link runs/chair --objects objects.json --out link/chair
 
 Writes mentions.csv (one row per generated object word), answers.csv (one per yes-no answer),
-summary.csv (the rates with bootstrap intervals), mitigation.csv (when the run has skip runs,
+summary.csv (the rates with bootstrap intervals), signals.csv (each object word's layer signals:
+mutation, visual attention, DoLa's and DeCo's) and separation.csv (each signal's AUROC for
+hallucinated vs correct words, with intervals), visual_attention.csv (runs made with
+--visual-attention: per layer, hallucinated vs correct), mitigation.csv (when the run has skip runs,
 `mmlens run --skips paper`: each skip setting against the original) and report.html (one
 offline page with the benchmark's metrics, the link, plots and example items).
 """
@@ -74,6 +77,8 @@ def _skip_runs(folder: Path) -> dict[str, tuple[Any, list[int]]]:
 def _link(args: argparse.Namespace) -> int:
     from mmlens.analyses.link import answer_stages, link_summary, object_mentions, summary_notes
     from mmlens.analyses.mitigation import mitigation_table
+    from mmlens.analyses.signals import signal_separation, word_signals
+    from mmlens.analyses.visual_attention import visual_attention_curves, word_visual_attention
     from mmlens.outputs import atomic_folder, check_out
     from mmlens.report.dataset import write_link_report
     from mmlens.runs import read_run
@@ -92,6 +97,12 @@ def _link(args: argparse.Namespace) -> int:
     answers = answer_stages(items, tokens, rule=rule)
     bootstrap = {"n_resamples": args.n_resamples, "seed": args.seed}
     summary = link_summary(mentions, answers, **bootstrap)
+    signals = word_signals(items, tokens, judge, mentions)
+    separation = signal_separation(signals, **bootstrap)
+    curves = None
+    if "image_attention" in tokens.columns and len(mentions):
+        words = word_visual_attention(items, tokens, judge, mentions)
+        curves = visual_attention_curves(words, **bootstrap)
     scores = None if args.no_metrics else score_run(identity, items, rule)
     variants = _skip_runs(folder)
     mitigation = None
@@ -104,6 +115,10 @@ def _link(args: argparse.Namespace) -> int:
         mentions.to_csv(work / "mentions.csv", index=False)
         answers.to_csv(work / "answers.csv", index=False)
         summary.to_csv(work / "summary.csv", index=False)
+        signals.to_csv(work / "signals.csv", index=False)
+        separation.to_csv(work / "separation.csv", index=False)
+        if curves is not None:
+            curves.to_csv(work / "visual_attention.csv", index=False)
         if mitigation is not None:
             mitigation.to_csv(work / "mitigation.csv", index=False)
         write_link_report(
@@ -115,6 +130,8 @@ def _link(args: argparse.Namespace) -> int:
             summary,
             scores=scores,
             mitigation=mitigation,
+            separation=separation,
+            attention_curves=curves,
         )
     decimals = {"float_format": lambda v: f"{v:.3f}", "index": False, "na_rep": "n/a"}
     if scores is not None:
@@ -122,6 +139,9 @@ def _link(args: argparse.Namespace) -> int:
     print(summary.drop(columns="note").to_string(**decimals))
     for note in summary_notes(summary):
         print(note)
+    shown = ["signal", "auroc", "low", "high", "n_hallucinated", "n_correct", "note"]
+    print("\nWhich signal separates hallucinated object words (AUROC, 0.5 = chance):")
+    print(separation[shown].to_string(**decimals))
     if mitigation is not None:
         shown = ["setting", "skip_blocks", "changed", "similarity", "hallucination_rate"]
         shown += ["rate_change", "change_low", "change_high", "removed", "added"]

@@ -20,6 +20,7 @@ from mmlens.html import circuitsvis_parts, page
 from mmlens.inputs import ImageLike, load_image
 from mmlens.outputs import finish_folder, start_folder
 from mmlens.progress import progress_bar
+from mmlens.report.flow import image_flow_section
 from mmlens.report.hallucination import hallucination_section
 from mmlens.report.sections import figure_section, table_html, tokens_by_critical_layer
 from mmlens.trace import Trace
@@ -121,7 +122,7 @@ def write_report(
     }
     work = start_folder(out, force)
     try:
-        with progress_bar(total=6, desc="report", disable=not progress) as bar:
+        with progress_bar(total=7, desc="report", disable=not progress) as bar:
             bar.set_postfix_str("tracing")
             trace = model.trace(
                 picture,
@@ -130,6 +131,7 @@ def write_report(
                 rivals=[*settings.rivals, *truth_ids.values()],
                 lens=settings.lens,
                 keep_features=True,
+                visual_attention=True,
                 progress=False,
             )
             trace.save(work / "trace")
@@ -174,6 +176,12 @@ def write_report(
                 )
             )
             bar.update()
+            bar.set_postfix_str("where the image goes")
+            absent = [word for word in settings.objects if word not in settings.truth]
+            flow = image_flow_section(  # a hallucinated word first, if the text names one
+                model, picture, settings.prompt, trace, [*absent, *settings.truth]
+            )
+            bar.update()
             bar.set_postfix_str("skip experiments")
             skips = None
             if skip.skip_plan(found, model.n_blocks):
@@ -203,6 +211,7 @@ def write_report(
                     else "",
                     _summary(trace, found),
                     *figures,
+                    flow,
                     _skip_section(skips),
                     '<section id="interactive"><h2>Per-layer top-k (interactive)</h2>'
                     f"{views}</section>",

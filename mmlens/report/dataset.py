@@ -2,6 +2,8 @@
 
 Sections: what was measured (items, words, settings), the benchmark's metrics, the link's rates
 with intervals, the mutation-layer histograms split by hallucinated/correct and wrong/right,
+which per-layer signal (mutation, visual attention, DoLa's and DeCo's) separates hallucinated
+words best and visual attention by layer (when the run recorded them),
 skipping layers as mitigation (metrics against skip setting), and example items, each
 linked to its per-item view further down the page (the caption with hallucinated words marked,
 and every object word's stages and probability against the true object's).
@@ -21,6 +23,7 @@ from mmlens.analyses.stages import PAIR_NOTE
 from mmlens.benchmarks.scores import Scores
 from mmlens.html import page
 from mmlens.report.sections import figure_section, png_data_uri, table_html
+from mmlens.report.signals import separation_section, visual_attention_section
 
 STYLE = (
     ".hal { background: #fcc; } .ok { background: #cfc; } .mut { text-decoration: underline; } "
@@ -146,11 +149,15 @@ def write_link_report(
     *,
     scores: Scores | None = None,
     mitigation: pd.DataFrame | None = None,
+    separation: pd.DataFrame | None = None,
+    attention_curves: pd.DataFrame | None = None,
     title: str = "mmlens: mutation layers and hallucination",
     n_examples: int = 6,
 ) -> Path:
     """Write the one-page report (`scores`: the benchmark's metrics; `mitigation`: the skip
-    settings' table from `analyses.mitigation`); figures are embedded, so the file stands alone."""
+    settings' table from `analyses.mitigation`; `separation`: `analyses.signals`'s
+    signal_separation; `attention_curves`: `analyses.visual_attention`'s curves); figures are
+    embedded, so the file stands alone."""
     path = Path(path)
     ran = items[items.status == "ok"]
     facts = pd.Series(
@@ -192,6 +199,10 @@ def write_link_report(
                 "Where yes-no answers first mutate", plot_mutation_layers(scored, "wrong")
             )
         )
+    if separation is not None and len(separation):
+        body.append(separation_section(separation))
+    if attention_curves is not None and len(attention_curves):
+        body.append(visual_attention_section(attention_curves))
     if mitigation is not None and len(mitigation):
         body.append(_mitigation_section(mitigation))
     chosen = _examples(mentions, n_examples) if len(mentions) else []

@@ -24,14 +24,15 @@ def _run(bench, out, *extra):
 
 def test_skip_runs_then_the_link_report(bench, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _run(bench, run, "--skips", "paper", "--skip", "late=6,7") == 0
+    assert _run(bench, run, "--skips", "paper", "--skip", "late=6,7", "--visual-attention") == 0
     printed = capsys.readouterr().out
     assert "data-set stages: critical layer" in printed
     skips = sorted(p.name for p in (run / "skips").iterdir())
     assert "late" in skips and set(skips) - {"late"} <= {"skip.1", "skip.2", "skip.3"}
     late = pd.read_parquet(run / "skips" / "late" / "tokens.parquet")
     assert sorted(late.layer.unique()) == [0, 1, 2, 3, 4, 5, 6]  # blocks 6, 7 never ran
-    assert _run(bench, run, "--skips", "paper", "--skip", "late=6,7") == 0  # resumes: all done
+    again = _run(bench, run, "--skips", "paper", "--skip", "late=6,7", "--visual-attention")
+    assert again == 0  # resumes: all done
     assert "6 already done" in capsys.readouterr().out
 
     out = tmp_path / "link"
@@ -43,8 +44,17 @@ def test_skip_runs_then_the_link_report(bench, tmp_path, capsys):
     mitigation = pd.read_csv(out / "mitigation.csv")
     assert mitigation.setting.tolist()[0] == "original" and "late" in mitigation.setting.tolist()
     assert {"chair", "cover", "similarity", "rate_change"} <= set(mitigation.columns)
+    separation = pd.read_csv(out / "separation.csv", keep_default_na=False)
+    assert separation.signal.tolist() == ["mutation", "svar", "dola_jsd", "dola_contrast",
+                                          "deco_conf"]  # fmt: skip
+    assert (separation.note == "").all() and "Which signal separates" in printed
+    signals = pd.read_csv(out / "signals.csv")
+    assert len(signals) == len(mentions) and signals.svar.notna().all()
+    curves = pd.read_csv(out / "visual_attention.csv")
+    assert set(curves.group) == {"hallucinated", "correct", "difference"}
     page = (out / "report.html").read_text()
     assert "Skipping layers as mitigation" in page and "Benchmark metrics" in page
+    assert "Which layer signal separates" in page and "Visual attention by layer" in page
     assert 'href="#item-' in page and "http" not in page.replace("http-equiv", "")
     # tables and legends for people: no Python tuples, <NA>, NaN or repeated legend labels
     assert not re.search(r"\(\d+,\)|&lt;NA&gt;|>NaN<|>None<", page), "raw values in the report"
@@ -115,3 +125,6 @@ def test_a_link_that_cannot_be_computed_says_why(bench, tmp_path, capsys):
     assert summary.note.fillna("").str.startswith("no object words in the run").any()
     page = (out / "report.html").read_text()
     assert "no object words in the run" in page and ">n/a<" in page
+    assert not (out / "visual_attention.csv").exists()  # the run did not record it
+    separation = pd.read_csv(out / "separation.csv")
+    assert (separation.note == "no object words in the run").all()

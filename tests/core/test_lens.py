@@ -10,7 +10,9 @@ from scipy.spatial.distance import jensenshannon as scipy_js
 from mmlens.lens import (
     adjacent_divergences,
     adjacent_jsd,
+    candidate_probs,
     entropy,
+    final_jsd,
     jensen_shannon,
     log_probs,
     paper_divergence,
@@ -65,3 +67,24 @@ def test_adjacent_divergences_in_one_pass_equal_the_pairwise_functions():
 def test_entropy_of_uniform_is_log_n():
     uniform = torch.zeros(3, 50).log_softmax(-1)
     torch.testing.assert_close(entropy(uniform), torch.full((3,), math.log(50)))
+
+
+def test_final_jsd_equals_scipy_against_the_last_layer():
+    logprobs = torch.log_softmax(torch.randn(6, 50, generator=torch.Generator().manual_seed(2)), -1)
+    found = final_jsd(logprobs).numpy()
+    probs = logprobs.double().exp().numpy()
+    expected = [scipy_js(layer, probs[-1]) ** 2 for layer in probs]  # scipy: sqrt, nats
+    np.testing.assert_allclose(found, expected, atol=1e-7)
+    assert found[-1] == 0
+
+
+def test_candidate_probs_follow_deco_with_plain_numpy():
+    """The last layer's top tokens, cut after the one where their mass first reaches 0.9; each
+    layer's best probability among them."""
+    last = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    other = np.log(np.array([0.1, 0.2, 0.3, 0.4]))  # its best token (3) is no candidate
+    logprobs = torch.tensor(np.stack([other, last]))
+    found = candidate_probs(logprobs, k=20, mass=0.9).numpy()
+    # candidates: 0.5, 0.3 (0.8 < 0.9), 0.15 (crosses 0.9): tokens 0, 1, 2
+    np.testing.assert_allclose(found, [0.3, 0.5])
+    np.testing.assert_allclose(candidate_probs(logprobs, k=2).numpy(), [0.2, 0.5])

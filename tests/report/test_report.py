@@ -19,6 +19,10 @@ SECTIONS = (
     "Jensen-Shannon divergence",
     "Stages",
     "Feature trajectories",
+    "Where the image goes",
+    "Attention on the image, per generated token and layer",
+    "Attention knockout: where the image reaches the first token",
+    "in the image tokens, layer by layer",
     "Skip experiments",
     "Per-layer top-k (interactive)",
 )
@@ -37,10 +41,13 @@ def test_report_has_every_section_and_the_trace(report):
     page = (report / "report.html").read_text()
     for title in SECTIONS:
         assert title in page, title
-    assert page.count('<img class="figure"') == 7  # image + 5 figures + the hallucinated word
+    # image + 5 figures + the hallucinated word + visual attention, knockout, image-token lens
+    assert page.count('<img class="figure"') == 10
+    assert "&#x27;triangle&#x27; in the image tokens" in page  # the hallucinated word's strip
     assert "unpkg.com" not in page and not re.search(r"<script[^>]+src=", page)
     trace = Trace.load(report / "trace")
     assert trace.rival_words[:2] == ["green", "red"] and trace.features is not None
+    assert trace.image_attention is not None
     # the bundled scene (a green circle, a red square) breaks the model's green-triangle prior
     assert "triangle" in trace.text and "circle" not in trace.text
     assert "In the image: circle, square." in page
@@ -155,7 +162,7 @@ def test_report_in_headless_chromium(report, tmp_path):
     # circuitsvis rendered into its divs (they are empty before its script runs)
     rendered = re.findall(r'<div id="cv-[0-9a-f]+">(.*?)</div>', dom.stdout, flags=re.S)
     assert rendered and all(piece.strip() for piece in rendered)
-    assert dom.stdout.count("<img") == 7
+    assert dom.stdout.count("<img") == 10
     # the interactive views sit close together (circuitsvis pads each by 350 px otherwise)
     probe = report / "probe.html"
     measure = (
