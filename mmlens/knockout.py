@@ -102,11 +102,14 @@ def group_positions(inputs: ModelInputs, group: Group, row: int = 0) -> _Positio
 def _region(inputs: ModelInputs, group: str, row: int) -> Int[Tensor, " n"]:
     """Positions of 'region:R,C/N' in row `row`."""
     try:
-        place, per_side = group.removeprefix("region:").split("/")
-        name = ",".join(str(int(v)) for v in place.split(","))
-        regions = image_regions(inputs, int(per_side), row)
+        place, side = group.removeprefix("region:").split("/")
+        name, per_side = ",".join(str(int(v)) for v in place.split(",")), int(side)
     except ValueError as error:
         raise ConfigError(f"group {group!r}: write 'region:R,C/N', e.g. 'region:0,1/2'.") from error
+    try:
+        regions = image_regions(inputs, per_side, row)
+    except ConfigError as error:
+        raise ConfigError(f"group {group!r} cannot be placed: {error}") from error
     if name not in regions:
         raise ConfigError(f"group {group!r}: regions are {', '.join(regions)} for N={per_side}.")
     return regions[name]

@@ -90,6 +90,8 @@ def _trace(args: argparse.Namespace) -> int:
         rivals=words,
         lens=args.lens,
         keep_features=args.keep_features,
+        visual_attention=args.visual_attention,
+        attention_regions=args.attention_regions,
         progress=True,
     )
     print(f"Generated: {trace.text!r}\nSaved to {trace.save(out)}")
@@ -205,6 +207,17 @@ def add_commands(commands: Any) -> None:
     add_generation_options(trace, lens_and_rivals=True)
     trace.add_argument(
         "--keep-features", action="store_true", help="also keep every layer's residual vector"
+    )
+    trace.add_argument(
+        "--visual-attention",
+        action="store_true",
+        help="also record each block's and head's share of attention on image tokens",
+    )
+    trace.add_argument(
+        "--attention-regions",
+        type=int,
+        metavar="N",
+        help="also record it per region of an N x N split of the patch grid",
     )
     trace.add_argument("--out", default="trace", help="output folder")
     trace.set_defaults(run=_trace)

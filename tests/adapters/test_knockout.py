@@ -160,6 +160,10 @@ def test_bad_knockouts_are_clear_errors(case, image):
     for kwargs, error, words in bad:
         with pytest.raises(error, match=words), attention_knockout(model, inputs, **kwargs):
             pass
+    if inputs.patch_grid(0) is None:  # LLaVA-NeXT's tiles: a region cannot be placed
+        placed = pytest.raises(ConfigError, match="patch grid")
+        with placed, attention_knockout(model, inputs, [("region:0,0/2", "last")], 0):
+            pass
     text_only = model.prepare(None, PROMPT)
     empty = pytest.raises(ConfigError, match="'image' is empty")
     with empty, attention_knockout(model, text_only, ["image->last"], 0):

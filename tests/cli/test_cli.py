@@ -55,11 +55,14 @@ def test_trace_command_saves_a_trace(checkpoints, tmp_path, capsys):
             "dog,cat",
             "--out",
             str(tmp_path / "out"),
+            "--attention-regions",
+            "2",
         ]
     )
     assert code == 0
     trace = Trace.load(tmp_path / "out")
     assert trace.rival_words == ["dog", "cat"] and 1 <= trace.n_steps <= 2
+    assert trace.region_attention.shape[-1] == 4 and trace.settings["attention_regions"] == 2
 
 
 def test_errors_exit_2_with_one_line(checkpoints, tmp_path, capsys):
