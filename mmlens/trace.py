@@ -15,27 +15,9 @@ import pandas as pd
 from jaxtyping import Float, Int, Shaped
 
 from mmlens.errors import ConfigError, TraceFormatError
-from mmlens.trace_files import FORMAT_VERSION, read_trace_files
+from mmlens.trace_files import ARRAY_NAMES, FORMAT_VERSION, read_trace_files
 
-_ARRAYS = (
-    "token_ids",
-    "layers",
-    "logprob",
-    "entropy",
-    "jsd",
-    "topk_ids",
-    "topk_probs",
-    "topk_tokens",
-    "rival_logprobs",
-    "rank",
-    "top1_logprobs",
-    "features",
-    "paper_jsd",
-    "image_attention",
-    "region_attention",
-    "final_jsd",
-    "candidate_prob",
-)
+_ARRAYS = ARRAY_NAMES
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ _OPTIONAL_ARRAYS = (
     "final_jsd",
     "candidate_prob",
 )
+ARRAY_NAMES = tuple(_ARRAYS)  # what a Trace holds as numpy arrays
 _KINDS = {"iu": "integers", "f": "floats", "U": "strings"}
 
 

@@ -14,11 +14,6 @@ from mmlens.words import first_token_id
 PROMPT = "What is in the picture?"
 
 
-@pytest.fixture
-def case(any_family):
-    return any_family
-
-
 def test_the_lens_at_image_positions_equals_hf(case):
     model, hf = case.model, case.hf
     pixels = np.random.default_rng(5).integers(0, 255, (48, 64, 3), dtype=np.uint8)

@@ -17,17 +17,6 @@ from mmlens.knockout import attention_knockout, group_positions
 PROMPT = "What is in the picture?"
 
 
-@pytest.fixture
-def case(any_family):
-    return any_family
-
-
-@pytest.fixture(scope="module")
-def image():
-    pixels = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
 class ScoreKnockout:
     """Each family's eager attention with blocked (query, key) scores set to -inf, in chosen
     attention modules and heads; `edges` maps each batch row to (source, target) position

@@ -14,17 +14,6 @@ from mmlens.trace import Trace
 PROMPT = "What is in the picture?"
 
 
-@pytest.fixture
-def case(any_family):
-    return any_family
-
-
-@pytest.fixture(scope="module")
-def image():
-    pixels = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
 def _hf_attentions(case, inputs, new_ids):
     """HF's attention patterns of the last position, per step: [step][block] -> [head, key]."""
     steps = []
