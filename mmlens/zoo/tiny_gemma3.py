@@ -108,6 +108,9 @@ def build_tiny_gemma3(path: str | Path, seed: int = 6) -> Path:
         for name, parameter in model.model.language_model.named_parameters():
             if name.endswith("layernorm.weight"):
                 parameter.normal_(3.0, 1.0)
+        # HF initialises the projector's weight to zeros: the image would reach the language
+        # model as zeros, and no test could see what happens to it.
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.3)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, ids("<end_of_turn>")]
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
