@@ -77,7 +77,8 @@ def plot_region_ablation(table: pd.DataFrame) -> Figure:
     axis = figure.subplots()
     image = axis.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit)
     for (r, c), value in np.ndenumerate(grid):
-        axis.text(c, r, f"{value:+.2f}", ha="center", va="center", fontsize=8)
+        colour = "white" if abs(value) > 0.6 * limit else "black"  # readable on dark cells
+        axis.text(c, r, f"{value:+.2f}", ha="center", va="center", fontsize=8, color=colour)
     axis.set_xticks(range(per_side))
     axis.set_yticks(range(per_side))
     word, mode = table.attrs.get("word", "?"), table.attrs.get("mode", "?")

@@ -43,6 +43,7 @@ def knockout_sweep(
     window: int | None = None,
     edges: Sequence[str | tuple[Any, Any]] = EDGES,
     metric: Metric | None = None,
+    answer_start: str = "",
     shared: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -50,7 +51,9 @@ def knockout_sweep(
     value (the metric with that knockout), base (without), change (value - base) and
     relative_change ((value - base) / |base|, in %). The default metric is the probability of
     `answer`'s first token at the last position (`answer` None: the model's own top token);
-    `window` defaults to a quarter of the blocks (LLaVA-1.5-7B: 8 of 32)."""
+    `window` defaults to a quarter of the blocks (LLaVA-1.5-7B: 8 of 32). `answer_start`: text
+    the model has already said (`HookedLVLM.prepare`), to sweep the position that predicts a
+    word inside a caption; "last" is then that position and "prompt" includes that text."""
     n_blocks = model.n_blocks
     window = max(1, n_blocks // 4) if window is None else window
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= n_blocks:
@@ -58,7 +61,7 @@ def knockout_sweep(
     names = [_edge_name(edge) for edge in edges]
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"edges={list(edges)}: give distinct edges, e.g. {list(EDGES)}.")
-    inputs = model.prepare(image, prompt)
+    inputs = model.prepare(image, prompt, answer_start=answer_start)
     with torch.no_grad():
         base_logits, cache = model.run_with_cache(
             inputs=inputs, names_filter=lambda name: name.endswith("hook_resid_pre")
@@ -66,7 +69,8 @@ def knockout_sweep(
     metric, label = _metric(model, metric, answer, base_logits[0])
     base = metric(base_logits[0])
     starts = range(n_blocks - window + 1)
-    batch = model.prepare([image] * len(names), [prompt] * len(names)) if shared else None
+    repeated = ([image] * len(names), [prompt] * len(names))
+    batch = model.prepare(*repeated, answer_start=answer_start) if shared else None
     rows = []
     bar = progress_bar(
         total=len(starts), desc="knockout windows", unit="window", disable=not progress
@@ -86,7 +90,9 @@ def knockout_sweep(
     frame["base"] = base
     frame["change"] = frame.value - base
     frame["relative_change"] = 100 * frame.change / max(abs(base), 1e-12)
-    frame.attrs.update(metric=label, window=window, n_blocks=n_blocks, prompt=prompt)
+    frame.attrs.update(
+        metric=label, window=window, n_blocks=n_blocks, prompt=prompt, answer_start=answer_start
+    )
     return frame
 
 

@@ -123,10 +123,15 @@ def image_token_lens(
 
 
 def plot_word_on_image(
-    lens: ImageTokenLens, word: str, layers: Sequence[int] | None = None, columns: int = 6
+    lens: ImageTokenLens,
+    word: str,
+    layers: Sequence[int] | None = None,
+    columns: int = 6,
+    vmax: float | None = None,
 ) -> Figure:
     """A strip of patch-grid heatmaps, one per layer (default: up to `columns` spread evenly):
-    the probability of `word` at each image patch, on one colour scale."""
+    the probability of `word` at each image patch, on one colour scale (up to the strip's
+    highest value, or `vmax`: give two strips one `vmax` to compare them by colour)."""
     if word not in lens.word_probs:
         raise ConfigError(f"{word!r} was not among the words asked for: {list(lens.word_probs)}.")
     if layers is None:
@@ -138,6 +143,10 @@ def plot_word_on_image(
         raise ConfigError(f"layers {missing} were not computed; computed: {list(index)}.")
     probs = lens.word_probs[word]
     top = max(float(probs[[index[layer] for layer in layers]].max()), 1e-9)
+    if vmax is not None:
+        if not vmax > 0:
+            raise ConfigError(f"vmax={vmax}: give a probability above 0 (1 for the full scale).")
+        top = vmax
     figure = Figure(figsize=(2.1 * len(layers) + 0.6, 2.5), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(layers)))
     image = None

@@ -79,6 +79,7 @@ class InputPreparation:
         image_mode: str | None = None,
         chat_template: bool | None = None,
         prepend_bos: bool | None = None,
+        answer_start: str = "",
     ) -> ModelInputs:
         """Build model inputs: chat template, pixel values and the image-token mask.
 
@@ -96,7 +97,9 @@ class InputPreparation:
         adds BOS, Qwen's has none), True puts BOS first, False leaves it out. `chat_template`
         defaults to True, except with `prepend_bos=False`: as in TransformerLens, that asks for
         the text as given (a piece to append, such as an answer, or text already in the chat
-        format), so neither the template nor BOS is added.
+        format), so neither the template nor BOS is added. `answer_start` is text the model is
+        taken to have said already, appended after the template (e.g. " a small green", to
+        study the position that predicts the next word of a caption).
         """
         check_prompts(prompt)
         if chat_template is None:
@@ -115,6 +118,7 @@ class InputPreparation:
                     image_mode=image_mode,
                     chat_template=chat_template,
                     prepend_bos=prepend_bos,
+                    answer_start=answer_start,
                 )
                 for i, p in zip(images, prompt, strict=True)
             ]
@@ -145,6 +149,9 @@ class InputPreparation:
                 "template adds it)."
             )
         text = adapter.chat_prompt(prompt, with_image=bool(images)) if chat_template else prompt
+        if not isinstance(answer_start, str) or token in answer_start:
+            raise PromptError(f"answer_start={answer_start!r}: give text without image tokens.")
+        text += answer_start
         if text.count(token) != len(images):
             raise PromptError(
                 f"The prompt has {text.count(token)} {token!r} tokens for {len(images)} image(s)"

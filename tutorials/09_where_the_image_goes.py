@@ -102,10 +102,8 @@ print(model.generate(image, prompt, max_new_tokens=30).text)
 # %%
 shapes = ["triangle", "circle", "square"]
 shape_ids = [model.to_single_token(word) for word in shapes]
-chat = model.adapter.chat_prompt(prompt, with_image=True)  # 'USER: <image>\n... ASSISTANT:'
-forced = model.prepare(
-    image, chat + " there are two objects . a small green", chat_template=False, prepend_bos=True
-)
+# answer_start: text the model is taken to have said already, after the chat template
+forced = model.prepare(image, prompt, answer_start=" there are two objects . a small green")
 
 
 def shape_probs(inputs):
@@ -336,8 +334,10 @@ print(f"{n_words} object words on {n_items} captions of a tiny model")
 # %%
 _, cache = model.run_with_cache(image, prompt)
 lens = image_token_lens(model, cache, shapes)
-plot_word_on_image(lens, "triangle").savefig("lens_triangle.png")
-plot_word_on_image(lens, "circle").savefig("lens_circle.png")
+scale = float(max(lens.word_probs["triangle"].max(), lens.word_probs["circle"].max()))
+# one colour scale for both strips, so their colours compare
+plot_word_on_image(lens, "triangle", vmax=scale).savefig("lens_triangle.png")
+plot_word_on_image(lens, "circle", vmax=scale).savefig("lens_circle.png")
 
 # Which patches hold which object: the drawn pixels, cut into the 8 x 8 patch grid.
 pixels = np.asarray(image.convert("RGB"), dtype=int)

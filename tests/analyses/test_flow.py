@@ -10,7 +10,7 @@ from _support import load_hf
 
 import mmlens
 from mmlens.analyses.flow import EDGES, knockout_sweep, plot_knockout_sweep
-from mmlens.errors import ConfigError
+from mmlens.errors import ConfigError, PromptError
 
 PROMPT = "what is in the image ?"
 
@@ -88,3 +88,20 @@ def test_the_figure_and_bad_settings(tiny, photo):
         knockout_sweep(tiny, photo, PROMPT, "cat", metric=lambda logits: 0.0)
     with pytest.raises(ConfigError, match="knockout sweep"):
         plot_knockout_sweep(pd.DataFrame({"x": [1]}))
+
+
+def test_a_sweep_inside_a_caption(tiny, photo):
+    """`answer_start` puts text the model has said after the template: the swept position is
+    the one that predicts the caption's next word."""
+    said = " a photo of"
+    inputs = tiny.prepare(photo, PROMPT, answer_start=said)
+    chat = tiny.adapter.chat_prompt(PROMPT, with_image=True)
+    by_hand = tiny.prepare(photo, chat + said, chat_template=False, prepend_bos=True)
+    assert torch.equal(inputs.input_ids, by_hand.input_ids)
+    table = knockout_sweep(tiny, photo, PROMPT, window=2, answer_start=said, progress=False)
+    with torch.no_grad():
+        probs = torch.softmax(tiny(inputs=inputs)[0, -1].double(), -1)
+    assert table.base.iloc[0] == pytest.approx(float(probs.max()), rel=1e-5)
+    assert table.attrs["answer_start"] == said
+    with pytest.raises(PromptError, match="answer_start"):
+        tiny.prepare(photo, PROMPT, answer_start="<image>")

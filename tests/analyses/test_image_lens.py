@@ -70,6 +70,10 @@ def test_layers_words_and_the_figure(tiny, photo, tmp_path):
     figure = plot_word_on_image(lens, "detail")
     assert len(figure.axes) == 4  # three layers and the colour bar
     figure.savefig(tmp_path / "detail.png")
+    scaled = plot_word_on_image(lens, "detail", vmax=1.0)
+    assert scaled.axes[0].images[0].get_clim() == (0.0, 1.0)
+    with pytest.raises(ConfigError, match="vmax=0.0"):
+        plot_word_on_image(lens, "detail", vmax=0.0)
     with pytest.raises(ConfigError, match="layers"):
         image_token_lens(tiny, cache, layers=[99])
     with pytest.raises(ConfigError, match="top_k"):
