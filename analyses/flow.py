@@ -5,12 +5,13 @@ last), block the target's attention to the source in that window only (`mmlens.k
 measure the answer's probability at the last position: the curves of Geva et al. (2023), Kaduri
 et al. (2024) and Zhang et al. (2024). A window starting at block s leaves blocks 0..s-1 as they
 were, so the shared sweep runs only blocks s.. from the unedited run's residual stream there, and
-runs every edge of a window as one batch; `shared=False` runs one whole forward per window and
-edge (the naive loop, kept as the reference the shared sweep is tested and timed against).
+runs every edge of a window as one batch, encoding the image once for the whole sweep;
+`shared=False` runs one whole forward per window and edge (the naive loop, kept as the
+reference the shared sweep is tested and timed against).
 """
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -75,16 +76,17 @@ def knockout_sweep(
     bar = progress_bar(
         total=len(starts), desc="knockout windows", unit="window", disable=not progress
     )
-    for start in starts:
-        layers = list(range(start, start + window))
-        if shared:
-            resid = cache[f"blocks.{start}.hook_resid_pre"]
-            values = _shared_window(model, batch, edges, layers, resid, metric)
-        else:
-            values = [_naive(model, inputs, edge, layers, metric) for edge in edges]
-        for name, value in zip(names, values, strict=True):
-            rows.append({"edge": name, "start": start, "end": layers[-1], "value": value})
-        bar.update(1)
+    with _image_features_once(model) if shared else nullcontext():
+        for start in starts:
+            layers = list(range(start, start + window))
+            if shared:
+                resid = cache[f"blocks.{start}.hook_resid_pre"]
+                values = _shared_window(model, batch, edges, layers, resid, metric)
+            else:
+                values = [_naive(model, inputs, edge, layers, metric) for edge in edges]
+            for name, value in zip(names, values, strict=True):
+                rows.append({"edge": name, "start": start, "end": layers[-1], "value": value})
+            bar.update(1)
     bar.close()
     frame = pd.DataFrame(rows)
     frame["base"] = base
@@ -169,6 +171,29 @@ def _start_at(model: HookedLVLM, block: int, resid: Tensor) -> Iterator[None]:
             yield
     finally:
         handle.remove()
+
+
+@contextmanager
+def _image_features_once(model: HookedLVLM) -> Iterator[None]:
+    """Encode the image once for the whole sweep: every window's batch holds the same pixels,
+    so the vision tower's and projector's output of the first forward serves the others."""
+    inner = getattr(model.adapter.hf_model, "model", None)
+    original = getattr(inner, "get_image_features", None)
+    if original is None:
+        yield
+        return
+    kept: list[Any] = []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        if not kept:
+            kept.append(original(*args, **kwargs))
+        return kept[0]
+
+    inner.get_image_features = once  # an instance attribute, over the method
+    try:
+        yield
+    finally:
+        del inner.get_image_features
 
 
 def plot_knockout_sweep(table: pd.DataFrame) -> Figure:

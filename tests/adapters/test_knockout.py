@@ -160,3 +160,15 @@ def test_bad_knockouts_are_clear_errors(case, image):
     mismatch = pytest.raises(ConfigError, match="built for inputs")
     with mismatch, attention_knockout(model, inputs, ["image->last"], 0):
         model(inputs=text_only)
+
+
+def test_the_shared_sweep_equals_the_naive_loop(case, image):
+    """Later blocks only, edges batched, the image encoded once: the same table as one whole
+    forward per window and edge, on every family."""
+    from mmlens.analyses.flow import knockout_sweep
+
+    kwargs = dict(window=2, progress=False)
+    shared = knockout_sweep(case.model, image, PROMPT, **kwargs)
+    naive = knockout_sweep(case.model, image, PROMPT, shared=False, **kwargs)
+    np.testing.assert_allclose(shared.value, naive.value, rtol=1e-4, atol=1e-6)
+    assert shared.change.abs().max() > 1e-4

@@ -16,8 +16,17 @@ PROMPT = "what is in the image ?"
 
 
 def test_the_shared_sweep_equals_the_naive_loop(tiny, photo):
-    shared = knockout_sweep(tiny, photo, PROMPT, window=2, progress=False)
-    naive = knockout_sweep(tiny, photo, PROMPT, window=2, shared=False, progress=False)
+    calls = []
+    tower = tiny.adapter.hf_model.model.vision_tower
+    handle = tower.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        shared = knockout_sweep(tiny, photo, PROMPT, window=2, progress=False)
+        encoded_shared = len(calls)
+        naive = knockout_sweep(tiny, photo, PROMPT, window=2, shared=False, progress=False)
+    finally:
+        handle.remove()
+    assert encoded_shared == 2  # the unedited run, then once for every window
+    assert len(calls) - encoded_shared == 1 + len(naive)  # naive: every forward
     assert list(shared.edge.unique()) == list(EDGES)
     assert list(shared.start.unique()) == list(range(tiny.n_blocks - 1))
     pd.testing.assert_frame_equal(shared.drop(columns="value"), naive.drop(columns="value"),
