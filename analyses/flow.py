@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from mmlens.errors import ConfigError
+from mmlens.fast_path import needs_bridge
 from mmlens.inputs import ImageLike
 from mmlens.knockout import attention_knockout, parse_edge
 from mmlens.model import HookedLVLM
@@ -157,6 +158,7 @@ def _start_at(model: HookedLVLM, block: int, resid: Tensor) -> Iterator[None]:
     """Run blocks `block`.. only, the first reading `resid` (expanded over the batch)."""
     first = model.adapter.decoder_layers()[block]
 
+    @needs_bridge
     def replace(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         assert hidden is not None and hidden.shape[1:] == resid.shape[1:]

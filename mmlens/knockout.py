@@ -25,6 +25,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from mmlens.errors import ConfigError, LayerIndexError
+from mmlens.fast_path import needs_bridge
 from mmlens.inputs import ModelInputs, image_regions
 from mmlens.steps import SequenceStep
 
@@ -145,6 +146,7 @@ def attention_knockout_hooks(
     }
     step = SequenceStep(inputs.n_positions, inputs.batch_size, "knockout")
 
+    @needs_bridge
     def edit(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         if hidden is None or "attention_mask" not in kwargs:

@@ -13,6 +13,7 @@ from mmlens.bridging import build_bridge
 from mmlens.cache import LVLMActivationCache
 from mmlens.call_forms import read_call
 from mmlens.errors import ConfigError, LayerIndexError, PromptError
+from mmlens.fast_path import recording, runner, use_fast_path
 from mmlens.generation import Generation as Generation  # re-exported: mmlens.model.Generation
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs
@@ -51,6 +52,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         self.adapter = adapter
         self.name = name
         self.bridge = build_bridge(adapter)
+        self.use_fast_path = True  # trace and generate run plain modules when nothing needs hooks
+        self._all_layers = adapter.decoder_layers()  # the bridge's blocks, in block order
 
     # -- shape facts ---------------------------------------------------------------------------
     @property
@@ -314,7 +317,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         batched = isinstance(prompt, list)
         inputs = self.prepare(image, prompt, image_mode=image_mode)
         self._check_context(inputs, max_new_tokens)
-        with skipped_blocks(self.adapter, skip_layers) as kept:
+        fast = use_fast_path(self, visual_attention or attention_regions is not None)
+        with runner(self, fast), skipped_blocks(self.adapter, skip_layers) as kept:
             recorder = LayerRecorder(
                 hook_names=resid_hook_names(kept),
                 final_norm=self.adapter.final_norm(),
@@ -329,7 +333,8 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
             if attention is not None:
                 hooks, on_step = hooks + attention.hooks(), both(on_step, attention.record)
             bar = progress_bar(total=max_new_tokens, desc="trace", unit="tok", disable=not progress)
-            with bar, self.hooks(hooks), counting(attention, self.adapter.language_model()):
+            recorded = recording(self, fast, self._all_layers, hooks)
+            with bar, recorded, counting(attention, self.adapter.language_model()):
                 ids = greedy_decode_batch(
                     self.adapter.hf_model,
                     inputs,

@@ -11,6 +11,7 @@ from torch import Tensor
 from mmlens.adapters.base import Adapter
 from mmlens.call_forms import read_call
 from mmlens.errors import ConfigError
+from mmlens.fast_path import runner, use_fast_path
 from mmlens.generation import Generation, greedy_decode_batch
 from mmlens.inputs import ModelInputs
 from mmlens.preparing import Images, Prompts
@@ -106,7 +107,7 @@ class GenerationMixin:
         )
         stop_ids = _stop_ids(eos_token_id, self.adapter) if stop_at_eos else ()
         bar = progress_bar(total=max_new_tokens, desc="generate", disable=not verbose)
-        with skipped_blocks(self.adapter, skip_layers):
+        with runner(self, use_fast_path(self)), skipped_blocks(self.adapter, skip_layers):
             ids = greedy_decode_batch(
                 self.adapter.hf_model,
                 prepared,

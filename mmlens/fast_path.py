@@ -1,0 +1,141 @@
+"""The fast runner behind `trace` and `generate`: the plain `transformers` modules, no bridge.
+
+TransformerLens's bridge replaces every module of the Hugging Face model with a Python component
+(hook points, a reimplemented attention, per-call signature checks); that costs little next to a
+large model's matrix work but dominates a GPU decode step. When nothing needs the bridge (no
+TransformerLens hook and no hook on a bridge component is registered, and the caller wants no
+attention patterns), `plain_modules` puts the original modules back for the duration, and the
+recorder reads the residual stream with forward hooks on the decoder layers instead of hook
+points. Tested equal to the bridge path to float rounding for every family.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+from transformer_lens.hook_points import HookPoint
+
+Hook = tuple[str, Callable[[Tensor, object], Any]]
+
+
+@dataclass(frozen=True)
+class _Swap:
+    parent: nn.Module
+    name: str
+    component: nn.Module  # the bridge's
+    original: nn.Module  # the Hugging Face module it wraps
+
+
+def _swaps(module: nn.Module) -> list[_Swap]:
+    """Every bridge component under `module` with the original it wraps, outermost first."""
+    found = []
+    for name, child in module._modules.items():
+        if child is None:
+            continue
+        original = getattr(child, "original_component", None)
+        if isinstance(original, nn.Module) and original is not child:
+            found.append(_Swap(module, name, child, original))
+            found += _swaps(original)
+        else:
+            found += _swaps(child)
+    return found
+
+
+def needs_bridge(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a PyTorch hook on a bridge component as one the plain modules would not run (a
+    knockout's mask edit): while it is registered, every forward takes the bridge."""
+    hook.needs_bridge = True  # type: ignore[attr-defined]
+    return hook
+
+
+def bridge_in_use(bridge: nn.Module, hf_model: nn.Module) -> bool:
+    """Whether a forward now needs the bridge: a hook on any TransformerLens hook point, or a
+    hook marked `needs_bridge` on a bridge component. (TransformerLens registers hooks of its
+    own on components; they do nothing the plain modules miss. A PyTorch hook of yours on a
+    bridge component: mark it, or set `model.use_fast_path = False`.)"""
+    for module in bridge.modules():
+        if isinstance(module, HookPoint) and (
+            module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+        ):
+            return True
+    for swap in _swaps(hf_model):
+        hooks = [*swap.component._forward_hooks.values()]
+        hooks += [*swap.component._forward_pre_hooks.values()]
+        if any(getattr(hook, "needs_bridge", False) for hook in hooks):
+            return True
+    return False
+
+
+@contextmanager
+def plain_modules(hf_model: nn.Module) -> Iterator[None]:
+    """Inside, `hf_model` runs its own `transformers` modules (the bridge's set aside)."""
+    swaps = _swaps(hf_model)
+    for swap in swaps:
+        setattr(swap.parent, swap.name, swap.original)
+    try:
+        yield
+    finally:
+        for swap in reversed(swaps):
+            setattr(swap.parent, swap.name, swap.component)
+
+
+def residual_hooks(layers: nn.ModuleList, hooks: list[Hook]) -> list[RemovableHandle]:
+    """Register residual-stream hooks named as TransformerLens names them
+    (`blocks.{b}.hook_resid_pre` / `hook_resid_post`) as PyTorch hooks on decoder layer b:
+    its input and its output. Each function is called as `function(activation, None)`."""
+    handles = []
+    for name, function in hooks:
+        _, block, point = name.split(".")
+        layer = layers[int(block)]
+        if point == "hook_resid_pre":
+
+            def before(module: nn.Module, args: tuple, kwargs: dict, f: Any = function) -> None:
+                f(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0], None)
+
+            handles.append(layer.register_forward_pre_hook(before, with_kwargs=True))
+        elif point == "hook_resid_post":
+
+            def after(module: nn.Module, args: tuple, output: Any, f: Any = function) -> None:
+                f(output[0] if isinstance(output, tuple) else output, None)
+
+            handles.append(layer.register_forward_hook(after))
+        else:
+            raise ValueError(f"{name}: the fast path records the residual stream only.")
+    return handles
+
+
+def use_fast_path(model: Any, needs_patterns: bool = False) -> bool:
+    """Whether `model` may run its plain modules now (see the module docstring); a model's
+    `use_fast_path = False` keeps every run on the bridge."""
+    if needs_patterns or not getattr(model, "use_fast_path", True):
+        return False
+    return not bridge_in_use(model.bridge, model.adapter.hf_model)
+
+
+@contextmanager
+def runner(model: Any, fast: bool) -> Iterator[None]:
+    """The plain modules when `fast`, else the bridge as it is."""
+    if not fast:
+        yield
+        return
+    with plain_modules(model.adapter.hf_model):
+        yield
+
+
+@contextmanager
+def recording(model: Any, fast: bool, layers: nn.ModuleList, hooks: list[Hook]) -> Iterator[None]:
+    """Residual hooks for one run: on the plain decoder `layers` (the full list, indexed by
+    block) when `fast`, else as TransformerLens hooks on the bridge."""
+    if not fast:
+        with model.hooks(hooks):
+            yield
+        return
+    handles = residual_hooks(layers, hooks)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
