@@ -8,7 +8,9 @@ framework's own Python shows. In one process, on one image and prompt, interleav
 order rotates each round) of: HF greedy `generate` on a plain `transformers` model loaded from
 the same checkpoint (exactly `--tokens` new tokens); `model.generate` (the same count, end of
 sequence ignored) and `model.trace` (up to `--tokens`; the demo caption is longer) on the fast
-path and on the bridge (`model.use_fast_path = False`). Reported per contender: wall and
+path (SDPA attention, its default) and on the bridge (`model.use_fast_path = False`; eager,
+as the bridge computes attention itself). HF `generate` runs with eager attention (the bridge's
+reference) and with SDPA. Reported per contender: wall and
 process-CPU seconds, median and best over the rounds, and ratios to HF `generate`.
 """
 
@@ -52,11 +54,15 @@ def main() -> None:
     inputs = model.prepare(draw_scene(DEMO_SCENE), "please describe this image in detail .")
     n = args.tokens
 
-    def hf_generate() -> object:
-        with torch.no_grad():
-            return hf.generate(
-                **inputs.model_kwargs(), do_sample=False, max_new_tokens=n, min_new_tokens=n
-            )
+    def hf_generate(kernel: str) -> Callable[[], object]:
+        def call() -> object:
+            hf.set_attn_implementation(kernel)
+            with torch.no_grad():
+                return hf.generate(
+                    **inputs.model_kwargs(), do_sample=False, max_new_tokens=n, min_new_tokens=n
+                )
+
+        return call
 
     def generate(fast: bool) -> Callable[[], object]:
         def call() -> object:
@@ -74,7 +80,8 @@ def main() -> None:
 
     DEMO_IMAGE, PROMPT = draw_scene(DEMO_SCENE), "please describe this image in detail ."
     contenders = {
-        "HF generate": hf_generate,
+        "HF generate": hf_generate("eager"),
+        "HF generate (sdpa)": hf_generate("sdpa"),
         "generate (fast path)": generate(True),
         "generate (bridge)": generate(False),
         "trace (fast path)": trace(True),

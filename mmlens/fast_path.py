@@ -117,12 +117,22 @@ def use_fast_path(model: Any, needs_patterns: bool = False) -> bool:
 
 @contextmanager
 def runner(model: Any, fast: bool) -> Iterator[None]:
-    """The plain modules when `fast`, else the bridge as it is."""
+    """The plain modules when `fast`, with the model's `fast_attention` kernel ("sdpa" unless
+    set to "eager"; the bridge always computes attention itself), else the bridge as it is."""
     if not fast:
         yield
         return
-    with plain_modules(model.adapter.hf_model):
-        yield
+    hf_model = model.adapter.hf_model
+    kernel = getattr(model, "fast_attention", "sdpa")
+    with plain_modules(hf_model):
+        before = hf_model.config._attn_implementation
+        if kernel != before:
+            hf_model.set_attn_implementation(kernel)
+        try:
+            yield
+        finally:
+            if kernel != before:
+                hf_model.set_attn_implementation(before)
 
 
 @contextmanager

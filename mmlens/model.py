@@ -53,6 +53,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         self.name = name
         self.bridge = build_bridge(adapter)
         self.use_fast_path = True  # trace and generate run plain modules when nothing needs hooks
+        self.fast_attention = "sdpa"  # the fast path's attention kernel (or "eager")
         self._all_layers = adapter.decoder_layers()  # the bridge's blocks, in block order
 
     # -- shape facts ---------------------------------------------------------------------------
