@@ -133,7 +133,7 @@ def attention_knockout_hooks(
         edges = [edges]  # one edge
     pairs = [parse_edge(edge) for edge in edges]
     if not pairs:
-        raise ConfigError("No edges to knock out; give at least one (queries, keys) pair.")
+        raise ConfigError("No edges to knock out; give at least one (source, target) pair.")
     layer_list = _indices(layers, model.n_blocks, "layers", "block")
     n_heads = int(model.adapter.text_config().num_attention_heads)
     head_list = None if heads is None else _indices(heads, n_heads, "heads", "head")

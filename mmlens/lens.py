@@ -18,18 +18,19 @@ LN2 = math.log(2.0)
 
 
 def hf_hidden_states(
-    resid: Float[Tensor, "layer d_model"], final_norm: nn.Module
-) -> Float[Tensor, "layer d_model"]:
+    resid: Float[Tensor, "*batch layer d_model"], final_norm: nn.Module
+) -> Float[Tensor, "*batch layer d_model"]:
     """The residuals as Hugging Face's `hidden_states` gives them: the last one final-normed."""
-    return torch.cat([resid[:-1], final_norm(resid[-1:]).to(resid.dtype)], dim=0)
+    last = final_norm(resid[..., -1:, :]).to(resid.dtype)
+    return torch.cat([resid[..., :-1, :], last], dim=-2)
 
 
 def lens_logits(
-    resid: Float[Tensor, "layer d_model"],
+    resid: Float[Tensor, "*batch layer d_model"],
     final_norm: nn.Module,
     unembed: nn.Module,
     lens: Lens = "normed",
-) -> Float[Tensor, "layer d_vocab"]:
+) -> Float[Tensor, "*batch layer d_vocab"]:
     """Unembed each layer's residual vector.
 
     `"normed"` applies the final norm to every layer first (the correct logit lens).
@@ -102,36 +103,38 @@ def paper_divergence(
     return _paper(mixture, log_pm, log_qm)
 
 
-def adjacent_jsd(logprobs: Float[Tensor, "layer d_vocab"]) -> Float[Tensor, " layer"]:
+def adjacent_jsd(logprobs: Float[Tensor, "*batch layer d_vocab"]) -> Float[Tensor, "*batch layer"]:
     """JSD between each layer and the next; the last entry is NaN (there is no next layer)."""
-    return _pad_nan(jensen_shannon(logprobs[:-1], logprobs[1:]))
+    return _pad_nan(jensen_shannon(logprobs[..., :-1, :], logprobs[..., 1:, :]))
 
 
 def adjacent_divergences(
-    logprobs: Float[Tensor, "layer d_vocab"],
-) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"]]:
+    logprobs: Float[Tensor, "*batch layer d_vocab"],
+) -> tuple[Float[Tensor, "*batch layer"], Float[Tensor, "*batch layer"]]:
     """`adjacent_jsd` and the paper's divergence between the same layers, in one float64 pass."""
     logprobs = logprobs.double()
-    p, q, mixture, log_pm, log_qm = _mixture_terms(logprobs[:-1], logprobs[1:])
+    p, q, mixture, log_pm, log_qm = _mixture_terms(logprobs[..., :-1, :], logprobs[..., 1:, :])
     return _pad_nan(_jsd(p, q, log_pm, log_qm)), _pad_nan(_paper(mixture, log_pm, log_qm))
 
 
-def final_jsd(logprobs: Float[Tensor, "layer d_vocab"]) -> Float[Tensor, " layer"]:
+def final_jsd(logprobs: Float[Tensor, "*batch layer d_vocab"]) -> Float[Tensor, "*batch layer"]:
     """JSD between each layer and the last (0 for the last): DoLa's (Chuang et al., 2024)
     contrast between a premature layer and the mature one."""
-    return jensen_shannon(logprobs, logprobs[-1:].expand_as(logprobs))
+    return jensen_shannon(logprobs, logprobs[..., -1:, :].expand_as(logprobs))
 
 
 def candidate_probs(
-    logprobs: Float[Tensor, "layer d_vocab"], k: int = 20, mass: float = 0.9
-) -> Float[Tensor, " layer"]:
+    logprobs: Float[Tensor, "*batch layer d_vocab"], k: int = 20, mass: float = 0.9
+) -> Float[Tensor, "*batch layer"]:
     """Each layer's highest probability among the last layer's candidate tokens: its top `k`,
     cut after the token where their probability first adds up to `mass` (DeCo, Wang et al.,
     2025: an earlier layer may rate a visible object higher than the last layer does)."""
-    top = logprobs[-1].exp().topk(min(k, logprobs.shape[-1]))
-    keep = (top.values.cumsum(0) - top.values) < mass
-    return logprobs[:, top.indices[keep]].exp().amax(dim=-1)
+    top = logprobs[..., -1, :].exp().topk(min(k, logprobs.shape[-1]), dim=-1)
+    keep = (top.values.cumsum(-1) - top.values) < mass  # [*batch, k]
+    index = top.indices.unsqueeze(-2).expand(*logprobs.shape[:-1], top.indices.shape[-1])
+    probs = logprobs.gather(-1, index).exp()  # [*batch, layer, k]
+    return probs.masked_fill(~keep.unsqueeze(-2), -math.inf).amax(dim=-1)
 
 
 def _pad_nan(values: Tensor) -> Tensor:
-    return torch.cat([values, values.new_full((1,), math.nan)])
+    return torch.cat([values, values.new_full((*values.shape[:-1], 1), math.nan)], dim=-1)

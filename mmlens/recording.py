@@ -30,6 +30,9 @@ def resid_hook_names(kept_blocks: list[int]) -> list[str]:
     return [f"blocks.{first}.hook_resid_pre"] + [f"blocks.{b}.hook_resid_post" for b in kept_blocks]
 
 
+ROWS_AT_ONCE = 8  # batch rows whose [layer x vocabulary] statistics are computed together
+
+
 @dataclass
 class LayerRecorder:
     """Captures the last position of each residual hook and turns a step into lens statistics."""
@@ -69,38 +72,50 @@ class LayerRecorder:
         active: Sequence[bool] | None = None,
     ) -> None:
         """Store one generation step's statistics for every active batch row (the
-        `greedy_decode_batch` callback)."""
+        `greedy_decode_batch` callback). Rows are computed together, a few at a time (the
+        layers x vocabulary matrices of a chunk live at once), and copied to the host once per
+        statistic and chunk."""
         while len(self.rows) < len(tokens):
             self.rows.append({})
-        for row, token in enumerate(tokens):
-            if active is None or active[row]:
-                self._record_row(row, token)
+        rows = [row for row in range(len(tokens)) if active is None or active[row]]
+        for start in range(0, len(rows), ROWS_AT_ONCE):
+            chunk = rows[start : start + ROWS_AT_ONCE]
+            self._record_rows(chunk, [int(tokens[row]) for row in chunk])
         self.captured.clear()
 
-    def _record_row(self, row: int, token: int) -> None:
-        resid = self.residual_stack(row)
+    def _record_rows(self, rows: list[int], tokens: list[int]) -> None:
+        stacked = torch.stack([self.captured[name] for name in self.hook_names], dim=1)
+        resid = stacked[torch.as_tensor(rows, device=stacked.device)]  # [row, layer, d_model]
         layer_logprobs = log_probs(lens_logits(resid, self.final_norm, self.unembed, self.lens))
+        index = torch.as_tensor(tokens, device=layer_logprobs.device)
+        n_layers = layer_logprobs.shape[1]
+        chosen = layer_logprobs.gather(-1, index[:, None, None].expand(-1, n_layers, 1))
         top = layer_logprobs.topk(self.top_k, dim=-1)
+        top1 = top.indices[..., 0]  # [row, layer]
         jsd, paper_jsd = adjacent_divergences(layer_logprobs)
         values = {
-            "logprob": layer_logprobs[:, token],
+            "logprob": chosen[..., 0],
             "entropy": entropy(layer_logprobs),
             "jsd": jsd,
             "paper_jsd": paper_jsd,
             "topk_ids": top.indices,
             "topk_probs": top.values.exp(),
-            "rival_logprobs": layer_logprobs[:, self.rival_ids],
-            "rank": (layer_logprobs > layer_logprobs[:, token : token + 1]).sum(dim=-1),
+            "rival_logprobs": layer_logprobs[..., self.rival_ids],
+            "rank": (layer_logprobs > chosen).sum(dim=-1),
             # [source layer, layer]: how every layer rates each layer's top-1 token.
-            "top1_logprobs": layer_logprobs[:, top.indices[:, 0]].T,
+            "top1_logprobs": layer_logprobs.gather(
+                -1, top1[:, None, :].expand(-1, n_layers, -1)
+            ).transpose(-1, -2),
             "final_jsd": final_jsd(layer_logprobs),
             "candidate_prob": candidate_probs(layer_logprobs),
         }
         if self.keep_features:
             values["features"] = self._features(resid).float()
         for name, value in values.items():
-            # A copy: some values are views whose storage is the whole [layer x vocab] matrix.
-            self.rows[row].setdefault(name, []).append(value.cpu().numpy().copy())
+            # One copy per statistic: views would keep the whole [row x layer x vocab] alive.
+            host = value.cpu().numpy()
+            for position, row in enumerate(rows):
+                self.rows[row].setdefault(name, []).append(host[position].copy())
 
     def _features(self, resid: Tensor) -> Tensor:
         """Raw residuals; with the paper lens, HF `hidden_states` (the last layer final-normed),
