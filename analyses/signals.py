@@ -57,7 +57,7 @@ def word_signals(
     frame = mentions[keys].copy()
     frame["mutation"] = mentions.has_mutation.astype(float)
     columns = ["order", "step", "layer", "logprob", "final_jsd", "candidate_prob"]
-    columns += ["image_attention"]
+    columns.append("image_attention")  # with --visual-attention
     present = [c for c in columns if c in tokens.columns]
     wanted = tokens[present].merge(mentions[["order", "step"]], on=["order", "step"])
     per_word = {key: part.sort_values("layer") for key, part in wanted.groupby(["order", "step"])}
@@ -66,8 +66,9 @@ def word_signals(
     return pd.concat([frame, extra], axis=1)
 
 
-_EMPTY = dict.fromkeys(["svar", "dola_jsd", "dola_contrast", "dola_layer", "deco_conf"], np.nan)
-_EMPTY["deco_layer"] = np.nan
+_EMPTY = dict.fromkeys(
+    ["svar", "dola_jsd", "dola_contrast", "dola_layer", "deco_conf", "deco_layer"], np.nan
+)
 
 
 def _signals(rows: pd.DataFrame | None) -> dict[str, float]:

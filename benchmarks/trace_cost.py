@@ -7,9 +7,11 @@ rounds, on the same random-weight LLaVA and the same image and prompt; ratios co
 Each subprocess first generates two tokens (loading kernels and lazy state), then measures.
 
 Contenders: (1) HF greedy `generate` (a plain `transformers` model, without the bridge), and
-(1b) `model.generate` (mmlens's greedy loop through TransformerLens's bridge, no hooks); (2)
-the bare lens work alone (final norm + unembedding + softmax + JSD of every layer of every step,
-on stored last-position residuals); (3) `model.trace` and (3f) with `keep_features=True`; (4) the
+(1b) `model.generate` (mmlens's greedy loop; on its fast path since 2026-12, the plain modules);
+(2) the bare lens work alone (final norm + unembedding + softmax, and the statistics trace
+records: entropy, top-k, adjacent JSD and the paper's divergence, JSD to the last layer, DeCo's
+candidate probability; every layer of every step, on stored last-position residuals);
+(3) `model.trace` and (3f) with `keep_features=True`; (4) the
 paper's pipeline as the authors' `heatmap.py` runs it (plain HF generate keeping every hidden
 state, then `lm_head` on all of them: for step 0 on every prompt position of all 33 layers, of
 which the last position is used); (5) a naive TransformerLens user (`run_with_cache` on the
@@ -126,7 +128,13 @@ class MemorySampler:
 
 
 def run_contender(
-    name: str, checkpoint: str, steps: int, naive_steps: int, device: str, dtype: str
+    name: str,
+    checkpoint: str,
+    steps: int,
+    naive_steps: int,
+    device: str,
+    dtype: str,
+    attn: str = "eager",
 ) -> dict:
     """Run one contender in this process; returns seconds and the measured steps."""
     import numpy as np
@@ -135,10 +143,18 @@ def run_contender(
     from transformers import LlavaForConditionalGeneration
 
     import mmlens
-    from mmlens.lens import adjacent_jsd, entropy, lens_logits, log_probs
+    from mmlens.lens import (
+        adjacent_divergences,
+        candidate_probs,
+        entropy,
+        final_jsd,
+        lens_logits,
+        log_probs,
+    )
 
     torch.set_grad_enabled(False)
     model = mmlens.load(checkpoint, device=device, dtype=getattr(torch, dtype))
+    model.fast_attention = attn  # trace's and generate's fast path (the bridge is always eager)
     hf = model.adapter.hf_model
     image = np.random.default_rng(0).integers(0, 255, (336, 336, 3), dtype=np.uint8)
     inputs = model.prepare(image, "Please describe this image in detail.")
@@ -147,7 +163,7 @@ def run_contender(
     if name in ("hf_generate", "paper_pipeline"):
         # Plain transformers: mmlens's model runs through TransformerLens's bridge wrappers.
         hf = LlavaForConditionalGeneration.from_pretrained(
-            checkpoint, attn_implementation="eager", dtype=getattr(torch, dtype)
+            checkpoint, attn_implementation=attn, dtype=getattr(torch, dtype)
         )
         hf = hf.to(device).eval()
         unembed = hf.lm_head
@@ -171,10 +187,11 @@ def run_contender(
         hf.generate(**kwargs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False)
     elif name == "mmlens_generate":  # the same greedy loop as trace, through the bridge
         measured = len(model.generate(inputs=inputs, max_new_tokens=steps).token_ids)
-    elif name == "lens_only":
+    elif name == "lens_only":  # the statistics trace records, on stored residuals
         for step in range(steps):
             lp = log_probs(lens_logits(residuals[step], norm, unembed, "normed"))
-            entropy(lp), adjacent_jsd(lp), lp.topk(5, dim=-1)
+            entropy(lp), adjacent_divergences(lp), lp.topk(5, dim=-1)
+            final_jsd(lp), candidate_probs(lp)
     elif name in ("trace", "trace_features"):
         measured = model.trace(
             image,
@@ -230,7 +247,7 @@ def run_contender(
 def run_in_subprocess(name: str, checkpoint: str, args: argparse.Namespace, memory: bool) -> dict:
     """One contender in a fresh interpreter; memory runs fix glibc's mmap threshold (CPU)."""
     command = [sys.executable, __file__, "--only", name, "--checkpoint", checkpoint]
-    for option in ("steps", "naive_steps", "device", "dtype"):
+    for option in ("steps", "naive_steps", "device", "dtype", "attn"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if memory else None
     line = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
@@ -247,6 +264,9 @@ def benchmark_parser(doc: str | None, steps: int, rounds: int) -> argparse.Argum
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--attn", default="eager", help="attention kernel of HF and of mmlens's fast path"
+    )
     parser.add_argument("--out", type=Path, help="also write the summary to this JSON file")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -267,6 +287,7 @@ def main() -> None:
                     args.naive_steps,
                     args.device,
                     args.dtype,
+                    args.attn,
                 )
             )
         )

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from jaxtyping import Float
 from torch import Tensor, nn
 
 from mmlens.lens import (
@@ -59,10 +58,6 @@ class LayerRecorder:
             self.captured[name] = activation[:, -1].detach().clone()
 
         return capture
-
-    def residual_stack(self, row: int = 0) -> Float[Tensor, "layer d_model"]:
-        """The captured residual of every recorded layer at the predicting position of a row."""
-        return torch.stack([self.captured[name][row] for name in self.hook_names])
 
     def record(
         self,
