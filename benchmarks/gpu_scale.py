@@ -21,9 +21,7 @@ AMBER's generative captions, "Describe this image." (`--amber-tokens`, default 1
 and the CLIP processor) inside the timed region.
 
 Every generation has exactly the requested length in both contenders, so they do equal work:
-HF `generate` gets `min_new_tokens = max_new_tokens`; mmlens's greedy loop cannot be told a
-minimum length, so the mmlens model's adapter here reports no end-of-sequence ids (a random model
-rarely emits one anyway).
+HF `generate` gets `min_new_tokens = max_new_tokens`, `trace` `stop_at_eos=False`.
 
 Per (workload, batch size) cell, each round runs, on the same items (interleaved, the order
 alternating between rounds):
@@ -32,11 +30,11 @@ alternating between rounds):
 - `generate`: HF batched greedy `generate` on the same left-padded batches (prepared by the same
   `model.prepare`), on the plain copy;
 - `lens`: the bare lens work of the same token-steps, batched over the rows of a step (final
-  norm + unembedding + log-softmax + entropy + JSD of adjacent layers + top-5 for all 33 layers,
+  norm + unembedding + log-softmax and every statistic trace records, for all 33 layers,
   on stored residuals), timed on `--lens-steps` steps and scaled to all steps (every step has the
   same shapes); `generate + lens` is the baseline the target compares `trace` with;
 - `recorder` (for reading the result): trace's own per-step recording code
-  (`mmlens.recording.LayerRecorder.record`, row by row, copying to host) on stored residuals,
+  (`mmlens.recording.LayerRecorder.record`, rows in chunks, copying to host) on stored residuals,
   timed and scaled the same way;
 - `bridge` (at `--bridge-batches` only): mmlens's greedy loop through TransformerLens's bridge
   without hooks, i.e. `trace` without recording.
@@ -83,7 +81,14 @@ from trace_cost import SCALES
 
 from mmlens.adapters.llava import LlavaAdapter
 from mmlens.generation import greedy_decode_batch
-from mmlens.lens import entropy, jensen_shannon, lens_logits, log_probs
+from mmlens.lens import (
+    adjacent_divergences,
+    candidate_probs,
+    entropy,
+    final_jsd,
+    lens_logits,
+    log_probs,
+)
 from mmlens.model import HookedLVLM
 from mmlens.recording import LayerRecorder, resid_hook_names
 from mmlens.zoo.tiny import build_llava, build_tokenizer
@@ -132,14 +137,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class FixedLengthAdapter(LlavaAdapter):
-    """The llava-hf adapter with no end-of-sequence ids: `trace` always runs max_new_tokens."""
-
-    @property
-    def eos_token_ids(self) -> frozenset[int]:
-        return frozenset()
-
-
 class Clock:
     """Seconds since the script started, against the budget."""
 
@@ -175,7 +172,7 @@ def build_models(
     with tempfile.TemporaryDirectory() as folder:
         processor.save_pretrained(folder)
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        model = HookedLVLM(FixedLengthAdapter(hf, processor), name=f"random {scale}")
+        model = HookedLVLM(LlavaAdapter(hf, processor), name=f"random {scale}")
     model.fast_attention = attn  # trace's fast path runs the same kernel as the plain copy
     return model, plain
 
@@ -218,7 +215,9 @@ def split(images: list, prompts: list[str], batch: int) -> list[tuple[list, list
 def run_trace(model: HookedLVLM, batches: list, steps: int) -> list[list[int]]:
     tokens = []
     for images, prompts in batches:
-        traces = model.trace(images, prompts, max_new_tokens=steps, progress=False)
+        traces = model.trace(
+            images, prompts, max_new_tokens=steps, stop_at_eos=False, progress=False
+        )
         tokens += [[int(t) for t in trace.token_ids] for trace in traces]
     return tokens
 
@@ -259,7 +258,8 @@ def run_lens(plain: torch.nn.Module, resid: torch.Tensor, steps: int) -> None:
         for _ in range(steps):
             logits = lens_logits(resid.reshape(rows * layers, d_model), norm, unembed, "normed")
             lp = log_probs(logits).view(rows, layers, -1)
-            entropy(lp), jensen_shannon(lp[:, :-1], lp[:, 1:]), lp.topk(5, dim=-1)
+            entropy(lp), adjacent_divergences(lp), lp.topk(5, dim=-1)
+            final_jsd(lp), candidate_probs(lp)  # every statistic trace records
 
 
 def run_recorder(model: HookedLVLM, resid: torch.Tensor, steps: int) -> None:

@@ -280,6 +280,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         visual_attention: bool = False,
         attention_regions: int | None = None,
         image_mode: str | None = None,
+        stop_at_eos: bool = True,
         progress: bool = True,
     ) -> Trace | list[Trace]:
         """Generate greedily and record, at each step's predicting position, every layer's lens.
@@ -296,6 +297,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         With `visual_attention`, each block's share of attention on image tokens per head
         (`Trace.image_attention`), and with `attention_regions=N` on each of N x N regions of
         the patch grid too (`mmlens.visual_attention`); no attention pattern is kept.
+        `stop_at_eos=False` runs every row to `max_new_tokens` (for equal-length comparisons).
 
         Takes `(image, prompt)`, `(prompt, image=...)` or a prompt alone (traced without an
         image), not token ids: a Trace keeps its prompt's text.
@@ -340,7 +342,7 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
                     self.adapter.hf_model,
                     inputs,
                     max_new_tokens,
-                    self.adapter.eos_token_ids,
+                    self.adapter.eos_token_ids if stop_at_eos else (),
                     self._pad_token_id(),
                     on_step=on_step,
                     progress=bar,

@@ -165,3 +165,20 @@ def test_traces_saved_before_paper_jsd_still_load(trace, tmp_path):
     dataclasses.replace(trace, paper_jsd=None).save(tmp_path / "old")
     loaded = Trace.load(tmp_path / "old")
     assert loaded.paper_jsd is None and "paper_jsd" not in loaded.to_frame().columns
+
+
+def test_stop_at_eos_false_runs_to_max_new_tokens(shapes_model):
+    """The demo caption ends with its end-of-sequence token; without stopping there, the trace
+    runs on to max_new_tokens and its first steps are the same."""
+    from mmlens.cli.single import DEMO_SCENE
+    from mmlens.zoo.shapes.scenes import draw_scene
+
+    image, prompt = draw_scene(DEMO_SCENE), "please describe this image in detail ."
+    stopped = shapes_model.trace(image, prompt, max_new_tokens=40, progress=False)
+    assert stopped.n_steps < 40  # it ended on its own
+    longer = shapes_model.trace(
+        image, prompt, max_new_tokens=stopped.n_steps + 3, stop_at_eos=False, progress=False
+    )
+    assert longer.n_steps == stopped.n_steps + 3
+    assert longer.token_ids[: stopped.n_steps].tolist() == stopped.token_ids.tolist()
+    np.testing.assert_allclose(longer.logprob[: stopped.n_steps], stopped.logprob, atol=1e-6)
