@@ -73,14 +73,14 @@ class LayerRecorder:
         while len(self.rows) < len(tokens):
             self.rows.append({})
         rows = [row for row in range(len(tokens)) if active is None or active[row]]
+        stacked = torch.stack([self.captured[name] for name in self.hook_names], dim=1)
         for start in range(0, len(rows), ROWS_AT_ONCE):
             chunk = rows[start : start + ROWS_AT_ONCE]
-            self._record_rows(chunk, [int(tokens[row]) for row in chunk])
+            resid = stacked[torch.as_tensor(chunk, device=stacked.device)]  # [row, layer, d]
+            self._record_rows(chunk, [int(tokens[row]) for row in chunk], resid)
         self.captured.clear()
 
-    def _record_rows(self, rows: list[int], tokens: list[int]) -> None:
-        stacked = torch.stack([self.captured[name] for name in self.hook_names], dim=1)
-        resid = stacked[torch.as_tensor(rows, device=stacked.device)]  # [row, layer, d_model]
+    def _record_rows(self, rows: list[int], tokens: list[int], resid: Tensor) -> None:
         layer_logprobs = log_probs(lens_logits(resid, self.final_norm, self.unembed, self.lens))
         index = torch.as_tensor(tokens, device=layer_logprobs.device)
         n_layers = layer_logprobs.shape[1]

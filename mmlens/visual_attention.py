@@ -57,23 +57,29 @@ class VisualAttentionRecorder:
     def _capture(self, block: int) -> Callable[[Tensor, object], None]:
         def capture(pattern: Tensor, hook: object) -> None:
             last = pattern[:, :, -1, :].detach().float()  # [batch, head, key]
-            keys = self.step.positions(last.shape[-1])
+            image_of, region_of = self._masks(last.device)
+            keys = self.step.positions(last.shape[-1], last.device)
             inside = keys < self.step.n_prompt
-            image = torch.zeros(last.shape[0], last.shape[-1], dtype=last.dtype)
-            image[:, inside] = self.image[:, keys[inside]].to(last.dtype)
-            image = image.to(last.device)
-            shares = [(last * image[:, None, :]).sum(-1)]
-            if self.region_of is not None:
-                region = torch.full((last.shape[0], last.shape[-1]), -1, dtype=torch.long)
-                region[:, inside] = self.region_of[:, keys[inside]]
+            image = torch.zeros_like(last[:, 0])
+            image[:, inside] = image_of[:, keys[inside]].to(last.dtype)
+            shares = [(last * image[:, None, :]).sum(-1, keepdim=True)]
+            if region_of is not None:
+                region = torch.full_like(image, -1, dtype=torch.long)
+                region[:, inside] = region_of[:, keys[inside]]
                 onehot = torch.nn.functional.one_hot(region.clamp(min=0), self.n_regions)
-                onehot = (onehot * (region >= 0)[..., None]).to(last.device, last.dtype)
+                onehot = (onehot * (region >= 0)[..., None]).to(last.dtype)
                 shares.append(torch.einsum("bhk,bkr->bhr", last, onehot))
-            self.captured[block] = torch.cat(
-                [shares[0][..., None], *shares[1:]], dim=-1
-            ).cpu()  # [batch, head, 1 + region]
+            self.captured[block] = torch.cat(shares, dim=-1)  # [batch, head, 1 + region]
 
         return capture
+
+    def _masks(self, device: torch.device) -> tuple[Tensor, Tensor | None]:
+        """The image mask and region index on `device`, moved there once."""
+        if self.image.device != device:
+            self.image = self.image.to(device)
+            if self.region_of is not None:
+                self.region_of = self.region_of.to(device)
+        return self.image, self.region_of
 
     def record(
         self, step: int, logits: Tensor, tokens: Sequence[int], active: Sequence[bool] | None = None
@@ -84,7 +90,7 @@ class VisualAttentionRecorder:
         missing = [block for block in self.kept if block not in self.captured]
         if missing:
             raise ConfigError(f"No attention pattern was seen for blocks {missing[:5]} this step.")
-        stacked = torch.stack([self.captured[block] for block in self.kept], dim=1)
+        stacked = torch.stack([self.captured[block] for block in self.kept], dim=1).cpu()
         blank = torch.full_like(stacked[:, :1], float("nan"))  # layer 0: the embeddings
         stacked = torch.cat([blank, stacked], dim=1).numpy()  # [batch, layer, head, 1 + region]
         for row in range(len(tokens)):
