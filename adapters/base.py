@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from mmlens.batching import cat_pixel_values, position_ids
+from mmlens.devices import DeviceMap, mapped_device
 from mmlens.errors import CheckpointNotFoundError, ConfigError
 from mmlens.inputs import ModelInputs, square_grid
 from mmlens.weight_files import check_weight_files
@@ -49,10 +50,16 @@ class Adapter(ABC):
     @classmethod
     @abstractmethod
     def from_directory(
-        cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
+        cls,
+        path: Path,
+        *,
+        device: str,
+        dtype: torch.dtype,
+        device_map: DeviceMap | None = None,
+        **options: Any,
     ) -> "Adapter":
-        """Load model and processor from a local checkpoint directory, offline, from safetensors
-        (`options` are the adapter's `load_options`)."""
+        """Load model and processor from a local checkpoint directory, offline, from safetensors,
+        onto `device` or spread by `device_map` (`options` are the adapter's `load_options`)."""
 
     @classmethod
     def convert(cls, path: Path, out: Path, **options: Any) -> Path:
@@ -181,21 +188,73 @@ def require_safetensors(folder: Path, what: str = "The checkpoint") -> list[Path
     return files
 
 
-def load_hf_model(model_class: Any, path: Path, dtype: torch.dtype) -> nn.Module:
-    """A `transformers` model from a local folder: offline, safetensors only (mmlens never
-    unpickles), no remote code, and the eager attention the bridge's hooks see."""
+def load_hf_model(
+    model_class: Any, path: Path, dtype: torch.dtype, device: str, device_map: DeviceMap | None
+) -> nn.Module:
+    """A `transformers` model from a local folder on `device`, or spread by `device_map` (the
+    weights go straight to their devices): offline, safetensors only (mmlens never unpickles),
+    no remote code, and the eager attention the bridge's hooks see."""
     require_safetensors(path)
+    placement = device_map.from_pretrained_kwargs() if device_map is not None else {}
     try:
-        return model_class.from_pretrained(
+        model = model_class.from_pretrained(
             path,
             dtype=dtype,
             local_files_only=True,
             use_safetensors=True,
             attn_implementation="eager",
+            **placement,
         )
     except (SafetensorError, OSError) as error:  # what the checks above cannot see
         reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CheckpointNotFoundError(f"Could not read the weights in {path}: {reason}") from error
+    except ValueError as error:
+        if device_map is None:
+            raise
+        reason = str(error).strip().splitlines()[0]
+        raise ConfigError(f"{device_map.name} cannot place {path}: {reason}") from None
+    return placed(model, device, device_map)
+
+
+def placed(model: nn.Module, device: str, device_map: DeviceMap | None) -> nn.Module:
+    """`model` in eval mode on `device`, or spread by `device_map` (Accelerate dispatches a
+    model already in memory, as the original-format converter builds it)."""
+    if device_map is None:
+        return model.to(device).eval()
+    if getattr(model, "hf_device_map", None) is None:
+        from accelerate import dispatch_model, infer_auto_device_map
+
+        plan = device_map.map
+        if isinstance(plan, str):
+            no_split = getattr(model, "_no_split_modules", None) or []
+            plan = infer_auto_device_map(
+                model, max_memory=device_map.max_memory, no_split_module_classes=no_split
+            )
+        try:
+            model = dispatch_model(model, plan, offload_dir=device_map.offload_folder)
+        except (ValueError, KeyError) as error:
+            reason = f"{device_map.name} cannot place this model: {error}"
+            raise ConfigError(reason) from None
+    _check_tied_placement(model)
+    return model.eval()
+
+
+def _check_tied_placement(model: nn.Module) -> None:
+    """Tied input and output embeddings share one weight, which Accelerate cannot keep in two
+    places (the first forward would fail deep inside it): refuse such a map by name."""
+    configs = (model.config, model.config.get_text_config())
+    if not any(getattr(config, "tie_word_embeddings", False) for config in configs):
+        return
+    names = {id(module): name for name, module in model.named_modules()}
+    embedding = names[id(model.get_input_embeddings())]
+    unembedding = names[id(model.get_output_embeddings())]
+    inputs = mapped_device(model.hf_device_map, embedding)
+    outputs = mapped_device(model.hf_device_map, unembedding)
+    if inputs != outputs:
+        raise ConfigError(
+            f"device_map puts {embedding} on {inputs!r} and {unembedding} on {outputs!r}, but "
+            "this model ties them (one weight); give both the same device."
+        )
 
 
 def read_config(config_file: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from torch import Tensor
 from transformers import AutoProcessor, LlavaForConditionalGeneration, PreTrainedModel
 
 from mmlens.adapters.base import Adapter, load_hf_model
+from mmlens.devices import DeviceMap
 from mmlens.errors import CheckpointNotFoundError
 
 #: LLaVA-1.5's conversation template; the image token goes inside `prompt`, first by default.
@@ -59,16 +60,22 @@ class LlavaAdapter(Adapter):
 
     @classmethod
     def from_directory(
-        cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
+        cls,
+        path: Path,
+        *,
+        device: str,
+        dtype: torch.dtype,
+        device_map: DeviceMap | None = None,
+        **options: Any,
     ) -> "LlavaAdapter":
-        model = load_hf_model(cls.model_class, path, dtype)
+        model = load_hf_model(cls.model_class, path, dtype, device, device_map)
         try:
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         except Exception as error:  # transformers raises many types here
             raise CheckpointNotFoundError(
                 f"Could not load the processor (tokenizer + image processor) from {path}: {error}"
             ) from error
-        return cls(model.to(device).eval(), processor)
+        return cls(model, processor)
 
     @property
     def tokenizer(self) -> Any:

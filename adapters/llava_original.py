@@ -28,8 +28,9 @@ from transformers import (
     LlavaProcessor,
 )
 
-from mmlens.adapters.base import read_config, require_safetensors
+from mmlens.adapters.base import placed, read_config, require_safetensors
 from mmlens.adapters.llava import LlavaAdapter
+from mmlens.devices import DeviceMap
 from mmlens.errors import CheckpointNotFoundError, ConfigError, UnsupportedModelError
 
 IMAGE_TOKEN = "<image>"
@@ -261,10 +262,11 @@ class LlavaOriginalAdapter(LlavaAdapter):
         *,
         device: str,
         dtype: torch.dtype,
+        device_map: DeviceMap | None = None,
         vision_tower: str | Path | None = None,
     ) -> "LlavaOriginalAdapter":
         model, processor = convert_original(path, vision_tower, dtype)
-        return cls(model.to(device), processor)
+        return cls(placed(model, device, device_map), processor)
 
     @classmethod
     def convert(cls, path: Path, out: Path, *, vision_tower: str | Path | None = None) -> Path:

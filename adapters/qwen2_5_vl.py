@@ -24,6 +24,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from mmlens.adapters.base import Adapter, load_hf_model
 from mmlens.batching import position_ids
+from mmlens.devices import DeviceMap
 from mmlens.errors import CheckpointNotFoundError, ImageError, PromptError
 from mmlens.inputs import ModelInputs
 
@@ -72,9 +73,15 @@ class Qwen2_5_VLAdapter(Adapter):
 
     @classmethod
     def from_directory(
-        cls, path: Path, *, device: str, dtype: torch.dtype, **options: Any
+        cls,
+        path: Path,
+        *,
+        device: str,
+        dtype: torch.dtype,
+        device_map: DeviceMap | None = None,
+        **options: Any,
     ) -> "Qwen2_5_VLAdapter":
-        model = load_hf_model(Qwen2_5_VLForConditionalGeneration, path, dtype)
+        model = load_hf_model(Qwen2_5_VLForConditionalGeneration, path, dtype, device, device_map)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
@@ -83,7 +90,7 @@ class Qwen2_5_VLAdapter(Adapter):
                 f"Could not load the tokenizer or the image processor (preprocessor_config.json) "
                 f"from {path}: {error}"
             ) from error
-        return cls(model.to(device).eval(), Qwen2_5_VLProcessing(tokenizer, image_processor))
+        return cls(model, Qwen2_5_VLProcessing(tokenizer, image_processor))
 
     @property
     def tokenizer(self) -> Any:

@@ -10,8 +10,10 @@ the same checkpoint (exactly `--tokens` new tokens); `model.generate` (the same 
 sequence ignored) and `model.trace` (up to `--tokens`; the demo caption is longer) on the fast
 path (SDPA attention, its default) and on the bridge (`model.use_fast_path = False`; eager,
 as the bridge computes attention itself). HF `generate` runs with eager attention (the bridge's
-reference) and with SDPA. Reported per contender: wall and
-process-CPU seconds, median and best over the rounds, and ratios to HF `generate`.
+reference) and with SDPA. One forward pass too: HF's with `output_hidden_states` (SDPA) against
+`model.run_with_cache` of every block's `hook_resid_post`, on the fast path and on the bridge.
+Reported per contender: wall and process-CPU seconds, median and best over the rounds, and
+ratios to HF `generate` (the forward passes: to HF's forward).
 """
 
 import argparse
@@ -78,6 +80,20 @@ def main() -> None:
 
         return call
 
+    def hf_forward() -> object:
+        hf.set_attn_implementation("sdpa")
+        with torch.no_grad():
+            return hf(**inputs.model_kwargs(), output_hidden_states=True, use_cache=False)
+
+    def residual_cache(fast: bool) -> Callable[[], object]:
+        def call() -> object:
+            model.use_fast_path = fast
+            with torch.no_grad():
+                return model.run_with_cache(inputs=inputs, names_filter=RESIDUAL)
+
+        return call
+
+    RESIDUAL = [f"blocks.{block}.hook_resid_post" for block in range(model.n_blocks)]
     DEMO_IMAGE, PROMPT = draw_scene(DEMO_SCENE), "please describe this image in detail ."
     contenders = {
         "HF generate": hf_generate("eager"),
@@ -86,6 +102,9 @@ def main() -> None:
         "generate (bridge)": generate(False),
         "trace (fast path)": trace(True),
         "trace (bridge)": trace(False),
+        "HF forward (hidden states)": hf_forward,
+        "run_with_cache residual (fast path)": residual_cache(True),
+        "run_with_cache residual (bridge)": residual_cache(False),
     }
     same = [len(model.trace(DEMO_IMAGE, PROMPT, max_new_tokens=n, progress=False).token_ids)]
     for call in contenders.values():  # warm-up
@@ -106,12 +125,14 @@ def main() -> None:
             "cpu_median": statistics.median(cpus),
             "cpu_best": min(cpus),
         }
-    base = rows["HF generate"]
+    forward = ("HF forward (hidden states)", "run_with_cache residual (fast path)",
+               "run_with_cache residual (bridge)")  # fmt: skip
     print(f"{args.model}, {n} new tokens (trace: {same[0]}), {args.rounds} rounds, "
           f"{args.threads} thread(s), {platform.processor() or platform.machine()}")  # fmt: skip
     print("| contender | wall median | wall best | CPU median | x HF (median) | x HF (best) |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
+        base = rows["HF forward (hidden states)" if name in forward else "HF generate"]
         row["ratio_median"] = row["wall_median"] / base["wall_median"]
         row["ratio_best"] = row["wall_best"] / base["wall_best"]
         print(

@@ -14,9 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from transformer_lens.hook_points import HookPoint
+from transformers.utils import is_flash_attn_2_available
+
+from mmlens.errors import ConfigError
 
 Hook = tuple[str, Callable[[Tensor, object], Any]]
 
@@ -51,17 +55,31 @@ def needs_bridge(hook: Callable[..., Any]) -> Callable[..., Any]:
     return hook
 
 
-def bridge_in_use(bridge: nn.Module, hf_model: nn.Module) -> bool:
+@dataclass(frozen=True)
+class BridgeParts:
+    """A model's hook points and component swaps, found once (walking every module per call
+    cost a fifth of a small model's forward)."""
+
+    hook_points: tuple[HookPoint, ...]
+    swaps: tuple[_Swap, ...]
+
+
+def bridge_parts(bridge: nn.Module, hf_model: nn.Module) -> BridgeParts:
+    """Walk `bridge` and `hf_model` once (with every block in place, so skipped blocks are not
+    missed)."""
+    points = tuple(module for module in bridge.modules() if isinstance(module, HookPoint))
+    return BridgeParts(points, tuple(_swaps(hf_model)))
+
+
+def bridge_in_use(parts: BridgeParts) -> bool:
     """Whether a forward now needs the bridge: a hook on any TransformerLens hook point, or a
     hook marked `needs_bridge` on a bridge component. (TransformerLens registers hooks of its
     own on components; they do nothing the plain modules miss. A PyTorch hook of yours on a
     bridge component: mark it, or set `model.use_fast_path = False`.)"""
-    for module in bridge.modules():
-        if isinstance(module, HookPoint) and (
-            module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-        ):
+    for point in parts.hook_points:
+        if point._forward_hooks or point._forward_pre_hooks or point._backward_hooks:
             return True
-    for swap in _swaps(hf_model):
+    for swap in parts.swaps:
         hooks = [*swap.component._forward_hooks.values()]
         hooks += [*swap.component._forward_pre_hooks.values()]
         if any(getattr(hook, "needs_bridge", False) for hook in hooks):
@@ -70,9 +88,12 @@ def bridge_in_use(bridge: nn.Module, hf_model: nn.Module) -> bool:
 
 
 @contextmanager
-def plain_modules(hf_model: nn.Module) -> Iterator[None]:
-    """Inside, `hf_model` runs its own `transformers` modules (the bridge's set aside)."""
-    swaps = _swaps(hf_model)
+def plain_modules(hf_model: nn.Module, swaps: tuple[_Swap, ...] = ()) -> Iterator[None]:
+    """Inside, `hf_model` runs its own `transformers` modules (the bridge's set aside);
+    `swaps` found earlier are used while every component is still where they found it."""
+    moved = any(swap.parent._modules.get(swap.name) is not swap.component for swap in swaps)
+    if not swaps or moved:
+        swaps = tuple(_swaps(hf_model))
     for swap in swaps:
         setattr(swap.parent, swap.name, swap.original)
     try:
@@ -112,22 +133,49 @@ def use_fast_path(model: Any, needs_patterns: bool = False) -> bool:
     `use_fast_path = False` keeps every run on the bridge."""
     if needs_patterns or not getattr(model, "use_fast_path", True):
         return False
-    return not bridge_in_use(model.bridge, model.adapter.hf_model)
+    return not bridge_in_use(model.bridge_parts)
+
+
+KERNELS = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
+
+
+def attention_kernel(setting: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The fast path's attention kernel for `model.fast_attention`: "auto" picks FlashAttention 2
+    where the `flash_attn` package is installed and the model runs on CUDA in 16 bits, else
+    PyTorch's SDPA; any other setting is taken as given."""
+    if setting not in KERNELS:
+        raise ConfigError(f"fast_attention={setting!r}; choose one of {KERNELS}.")
+    if setting != "auto":
+        return setting
+    half = dtype in (torch.float16, torch.bfloat16)
+    if device.type == "cuda" and half and is_flash_attn_2_available():
+        return "flash_attention_2"
+    return "sdpa"
 
 
 @contextmanager
 def runner(model: Any, fast: bool) -> Iterator[None]:
-    """The plain modules when `fast`, with the model's `fast_attention` kernel ("sdpa" unless
-    set to "eager"; the bridge always computes attention itself), else the bridge as it is."""
+    """The plain modules when `fast`, with the attention kernel `attention_kernel` picks for the
+    model's `fast_attention` (the bridge always computes attention itself, eagerly), else the
+    bridge as it is."""
     if not fast:
         yield
         return
     hf_model = model.adapter.hf_model
-    kernel = getattr(model, "fast_attention", "sdpa")
-    with plain_modules(hf_model):
+    setting = getattr(model, "fast_attention", "auto")
+    kernel = attention_kernel(setting, model.device, model.dtype)
+    with plain_modules(hf_model, model.bridge_parts.swaps):
         before = hf_model.config._attn_implementation
         if kernel != before:
-            hf_model.set_attn_implementation(kernel)
+            try:
+                hf_model.set_attn_implementation(kernel)
+            except (ValueError, ImportError) as error:
+                if setting != "auto":
+                    raise ConfigError(
+                        f"fast_attention={setting!r} cannot run here ({error}); install its "
+                        "package or set model.fast_attention = 'auto'."
+                    ) from None
+                kernel = before  # this architecture has no such kernel: keep the current one
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from mmlens.devices import resolve_device, resolve_dtype
+from mmlens.devices import resolve_device, resolve_device_map, resolve_dtype
 from mmlens.errors import CheckpointNotFoundError, ConfigError
 from mmlens.model import HookedLVLM
 from mmlens.registry import adapter_for
@@ -45,18 +45,34 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 def load(
     name_or_path: str | Path,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype | str = torch.float32,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, Any] | None = None,
+    offload_folder: str | Path | None = None,
     **options: Any,
 ) -> HookedLVLM:
     """Load a vision-language checkpoint (local dir or cached hub id) as a `HookedLVLM`.
 
-    `device` must exist on this machine ("cuda:1" where there is one GPU is refused at once);
-    `dtype` is a floating torch dtype or its name ("bfloat16"). `options` go to the family's
+    `device` must exist on this machine ("cuda:1" where there is one GPU is refused at once;
+    default "cpu"); `dtype` is a floating torch dtype or its name ("bfloat16"). A model larger
+    than one device takes `device_map` instead ("auto", "balanced", "sequential" or a
+    {module name: device} dict, as `transformers` takes it; "cpu" and "disk" entries offload,
+    "disk" into `offload_folder`), with `max_memory` per device. `options` go to the family's
     adapter (original LLaVA checkpoints take `vision_tower`, the folder of the CLIP tower their
     config names).
     """
-    device = str(resolve_device(device))
+    if device_map is not None and device is not None:
+        raise ConfigError(
+            f"device={str(device)!r} and device_map={device_map!r}: pass one (device_map places "
+            "every module itself)."
+        )
+    if device_map is None and (max_memory is not None or offload_folder is not None):
+        raise ConfigError("max_memory and offload_folder go with device_map; pass device_map too.")
+    spread = None
+    if device_map is not None:
+        spread = resolve_device_map(device_map, max_memory, offload_folder)
+    device = str(resolve_device("cpu" if device is None else device))
     dtype = resolve_dtype(dtype)
     checkpoint = resolve_checkpoint(name_or_path)
     adapter_class = adapter_for(checkpoint)
@@ -66,5 +82,7 @@ def load(
             f"{', '.join(unknown)}: not an option of {adapter_class.__name__} "
             f"(it takes {', '.join(adapter_class.load_options) or 'none'})."
         )
-    adapter = adapter_class.from_directory(checkpoint, device=device, dtype=dtype, **options)
+    adapter = adapter_class.from_directory(
+        checkpoint, device=device, dtype=dtype, device_map=spread, **options
+    )
     return HookedLVLM(adapter, name=str(name_or_path))

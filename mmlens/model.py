@@ -11,9 +11,11 @@ from torch import Tensor
 from mmlens.adapters.base import Adapter
 from mmlens.bridging import build_bridge
 from mmlens.cache import LVLMActivationCache
+from mmlens.caching import cached_run
 from mmlens.call_forms import read_call
+from mmlens.devices import execution_device
 from mmlens.errors import ConfigError, LayerIndexError, PromptError
-from mmlens.fast_path import recording, runner, use_fast_path
+from mmlens.fast_path import bridge_parts, recording, runner, use_fast_path
 from mmlens.generation import Generation as Generation  # re-exported: mmlens.model.Generation
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs
@@ -53,8 +55,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
         self.name = name
         self.bridge = build_bridge(adapter)
         self.use_fast_path = True  # trace and generate run plain modules when nothing needs hooks
-        self.fast_attention = "sdpa"  # the fast path's attention kernel (or "eager")
+        self.fast_attention = "auto"  # the fast path's kernel: see fast_path.attention_kernel
         self._all_layers = adapter.decoder_layers()  # the bridge's blocks, in block order
+        self.bridge_parts = bridge_parts(self.bridge, adapter.hf_model)  # for the fast path
 
     # -- shape facts ---------------------------------------------------------------------------
     @property
@@ -72,7 +75,10 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
 
     @property
     def device(self) -> torch.device:
-        return next(self.adapter.hf_model.parameters()).device
+        """Where inputs go: the input embeddings' device (on a model spread by a device map,
+        where Accelerate runs them)."""
+        hf_model = self.adapter.hf_model
+        return execution_device(hf_model, hf_model.get_input_embeddings())
 
     @property
     def dtype(self) -> torch.dtype:
@@ -156,7 +162,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
     ) -> tuple[Any, LVLMActivationCache | dict[str, Tensor]]:
         """Forward pass caching activations: `(output, cache)`, the output as `__call__` gives
         it. Takes what `__call__` takes, and TransformerLens's `run_with_cache` keywords
-        (`names_filter`, `remove_batch_dim`, `device`, `pos_slice`, `incl_bwd`...)."""
+        (`names_filter`, `remove_batch_dim`, `device`, `pos_slice`, `incl_bwd`...). A filter
+        selecting only the language model's residual stream runs on the fast path
+        (`mmlens.caching`) unless a hook needs the bridge."""
         passed = refuse("run_with_cache", kwargs, CACHE_KEYWORDS)
         check_return_type(return_type)
         prepared = self._called_inputs(
@@ -173,22 +181,9 @@ class HookedLVLM(InputPreparation, TransformerLensSurface, GenerationMixin):
             raise ConfigError(
                 f"remove_batch_dim=True needs one row; these inputs have {prepared.batch_size}."
             )
-        # With incl_bwd TransformerLens differentiates its own scalar output, so it computes it.
-        raw = stop_at_layer is not None or bool(passed.get("incl_bwd"))
         if stop_at_layer is not None:
-            passed["stop_at_layer"] = self._check_stop_at_layer(stop_at_layer, return_type)
-        out, cache = self.bridge.run_with_cache(
-            prepared.input_ids,
-            **_extra_kwargs(prepared),
-            return_type=return_type if raw else "logits",
-            **passed,
-        )
-        output = out if raw else forward_output(out, prepared, return_type, loss_per_token)
-        if not passed.get("return_cache_object", True):
-            return output, cache
-        return output, LVLMActivationCache(
-            dict(cache.cache_dict), self.bridge, prepared, cache.has_batch_dim
-        )
+            stop_at_layer = self._check_stop_at_layer(stop_at_layer, return_type)
+        return cached_run(self, prepared, passed, stop_at_layer, return_type, loss_per_token)
 
     def run_with_hooks(
         self,

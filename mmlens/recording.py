@@ -73,7 +73,9 @@ class LayerRecorder:
         while len(self.rows) < len(tokens):
             self.rows.append({})
         rows = [row for row in range(len(tokens)) if active is None or active[row]]
-        stacked = torch.stack([self.captured[name] for name in self.hook_names], dim=1)
+        device = self.captured[self.hook_names[-1]].device  # blocks may sit on several devices
+        captured = [self.captured[name].to(device) for name in self.hook_names]
+        stacked = torch.stack(captured, dim=1)
         for start in range(0, len(rows), ROWS_AT_ONCE):
             chunk = rows[start : start + ROWS_AT_ONCE]
             resid = stacked[torch.as_tensor(chunk, device=stacked.device)]  # [row, layer, d]

@@ -8,6 +8,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mmlens.adapters.base import original_module
 from mmlens.errors import ConfigError, PromptError
 from mmlens.inputs import ImageLike, ModelInputs
 from mmlens.preparing import check_left_padding
@@ -16,9 +17,21 @@ from mmlens.token_text import token_texts
 from mmlens.tokens import ImageTokens
 
 
+def _loaded(module: torch.nn.Module, read: Callable[[], Tensor]) -> Tensor:
+    """`read()` of `module`'s weights; offloaded by a device map, they sit on the meta device
+    until Accelerate loads them, so they are loaded for the read and copied."""
+    if not any(weight.device.type == "meta" for weight in module.parameters()):
+        return read()
+    from accelerate.utils import align_module_device
+
+    with align_module_device(module):
+        return read().clone()
+
+
 class TransformerLensSurface:
     """TransformerLens's model attributes and token helpers; mixed into `HookedLVLM`."""
 
+    adapter: Any
     bridge: Any
     tokenizer: Any
     prepare: Callable[..., ModelInputs]  # from `preparing.InputPreparation`
@@ -32,15 +45,16 @@ class TransformerLensSurface:
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
-        return self.bridge.W_U
+        return _loaded(self.adapter.unembed(), lambda: self.bridge.W_U)
 
     @property
     def b_U(self) -> Float[Tensor, " d_vocab"]:
-        return self.bridge.b_U
+        return _loaded(self.adapter.unembed(), lambda: self.bridge.b_U)
 
     @property
     def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
-        return self.bridge.W_E
+        embedding = original_module(self.adapter.hf_model.get_input_embeddings())
+        return _loaded(embedding, lambda: self.bridge.W_E)
 
     @property
     def blocks(self) -> Any:
@@ -185,12 +199,13 @@ def forward_output(
 def next_token_loss(
     logits: Float[Tensor, "batch pos d_vocab"], inputs: ModelInputs, per_token: bool = False
 ) -> Float[Tensor, ""] | Float[Tensor, "batch pos-1"]:
-    """Mean cross-entropy of predicting each next token, over targets that are text (not image
-    tokens, not padding), as TransformerLens's `return_type="loss"` does for text; with
-    `per_token`, each position's loss [batch, pos - 1], 0 where the target is not text (as
-    TransformerLens zeroes masked targets)."""
+    """Mean cross-entropy of predicting each next token, over text targets (not image tokens)
+    predicted from a real position (neither is padding), as TransformerLens's
+    `return_type="loss"` does for text; with `per_token`, each position's loss [batch, pos - 1],
+    0 where it is not counted (as TransformerLens zeroes masked targets)."""
     targets = inputs.input_ids[:, 1:]
-    keep = inputs.attention_mask[:, 1:].bool() & ~inputs.image_mask[:, 1:]
+    real = inputs.attention_mask.bool()
+    keep = real[:, :-1] & real[:, 1:] & ~inputs.image_mask[:, 1:]
     if not keep.any():
         raise ConfigError("No text token follows another: there is nothing to predict a loss on.")
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)

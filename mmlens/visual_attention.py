@@ -38,6 +38,7 @@ class VisualAttentionRecorder:
         if regions is not None:
             self.region_of = _region_index(inputs, regions)
             self.n_regions = regions * regions
+        self.on_device: dict[torch.device, tuple[Tensor, Tensor | None]] = {}
         self.captured: dict[int, Tensor] = {}
         self.rows: list[dict[str, list[np.ndarray]]] = []
 
@@ -74,12 +75,11 @@ class VisualAttentionRecorder:
         return capture
 
     def _masks(self, device: torch.device) -> tuple[Tensor, Tensor | None]:
-        """The image mask and region index on `device`, moved there once."""
-        if self.image.device != device:
-            self.image = self.image.to(device)
-            if self.region_of is not None:
-                self.region_of = self.region_of.to(device)
-        return self.image, self.region_of
+        """The image mask and region index on `device`, moved there once per device."""
+        if device not in self.on_device:
+            region_of = None if self.region_of is None else self.region_of.to(device)
+            self.on_device[device] = (self.image.to(device), region_of)
+        return self.on_device[device]
 
     def record(
         self, step: int, logits: Tensor, tokens: Sequence[int], active: Sequence[bool] | None = None
@@ -90,7 +90,9 @@ class VisualAttentionRecorder:
         missing = [block for block in self.kept if block not in self.captured]
         if missing:
             raise ConfigError(f"No attention pattern was seen for blocks {missing[:5]} this step.")
-        stacked = torch.stack([self.captured[block] for block in self.kept], dim=1).cpu()
+        device = self.captured[self.kept[-1]].device  # blocks may sit on several devices
+        shares = [self.captured[block].to(device) for block in self.kept]
+        stacked = torch.stack(shares, dim=1).cpu()
         blank = torch.full_like(stacked[:, :1], float("nan"))  # layer 0: the embeddings
         stacked = torch.cat([blank, stacked], dim=1).numpy()  # [batch, layer, head, 1 + region]
         for row in range(len(tokens)):

@@ -51,6 +51,12 @@ class FamilyCase:
     #: `mmlens convert` arguments (checkpoint, --vision-tower, tower).
     cli_source: tuple[str, ...]
 
+    def load_again(self, **kwargs: Any) -> HookedLVLM:
+        """The same checkpoint loaded by `mmlens.load` with other keyword arguments."""
+        if "--vision-tower" in self.cli_source:
+            kwargs["vision_tower"] = self.cli_source[self.cli_source.index("--vision-tower") + 1]
+        return mmlens.load(self.cli_source[0], **kwargs)
+
     def hf_kwargs(self, inputs: ModelInputs) -> dict[str, Any]:
         """The inputs Hugging Face's own forward and `generate` take for these: Qwen2.5-VL gets
         the processor's modality ids and computes its positions itself."""

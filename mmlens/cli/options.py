@@ -1,10 +1,11 @@
 """Options and helpers shared by the commands."""
 
 import argparse
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmlens.errors import ConfigError
 
@@ -26,6 +27,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="shipped model name, local checkpoint dir or cached hub id",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--device-map",
+        help="spread a model larger than one device instead of --device: auto, balanced, "
+        "balanced_low_0, sequential, or a JSON file {module name: device}",
+    )
+    parser.add_argument(
+        "--max-memory", help="memory per device for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB"
+    )
+    parser.add_argument("--offload-folder", help="folder for weights --device-map sends to disk")
     parser.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "float16"],
@@ -56,7 +66,54 @@ def load_model(args: argparse.Namespace) -> "HookedLVLM":
 
     from mmlens.loading import load
 
-    return load(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    dtype = getattr(torch, args.dtype)
+    if getattr(args, "device_map", None) is None:
+        if getattr(args, "max_memory", None) or getattr(args, "offload_folder", None):
+            raise ConfigError("--max-memory and --offload-folder go with --device-map.")
+        return load(args.model, device=args.device, dtype=dtype)
+    if args.device != "cpu":
+        raise ConfigError(
+            f"--device {args.device} and --device-map {args.device_map}: pass one (a device map "
+            "places every module itself)."
+        )
+    return load(
+        args.model,
+        dtype=dtype,
+        device_map=device_map_option(args.device_map),
+        max_memory=max_memory_option(args.max_memory),
+        offload_folder=args.offload_folder,
+    )
+
+
+def device_map_option(text: str) -> str | dict[str, Any]:
+    """`--device-map`: a strategy name, or the path of a JSON file {module name: device}."""
+    if not text.endswith(".json"):
+        return text
+    path = Path(text)
+    try:
+        mapped = json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"--device-map {text}: cannot read it ({error.strerror}).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--device-map {text} is not valid JSON ({error}).") from None
+    if not isinstance(mapped, dict):
+        raise ConfigError(f"--device-map {text} must hold a JSON object {{module name: device}}.")
+    return mapped
+
+
+def max_memory_option(text: str | None) -> dict[str | int, str] | None:
+    """`--max-memory 0=70GiB,cpu=200GiB` as Accelerate's {device: size} (GPU indices as ints)."""
+    if not text:
+        return None
+    budget: dict[str | int, str] = {}
+    for entry in text.split(","):
+        device, _, size = entry.strip().partition("=")
+        if not device or not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", size.strip()):
+            raise ConfigError(
+                f"--max-memory {text!r}: write DEVICE=SIZE pairs, e.g. 0=70GiB,1=70GiB,cpu=200GiB."
+            )
+        budget[int(device) if device.isdigit() else device] = size.strip()
+    return budget
 
 
 def check_out_folder(out: str | Path, option: str = "--out") -> Path:

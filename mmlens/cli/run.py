@@ -205,6 +205,11 @@ def _run(args: argparse.Namespace) -> int:
         visual_attention=args.visual_attention,
     )
     shard = Shard.from_env()
+    if args.device_map and shard.world > 1:
+        raise ConfigError(
+            f"--device-map with {shard.world} processes: each would spread its own copy over "
+            "every device. Use --device-map in one process, or torchrun with --device cuda."
+        )
     built_in_default = args.data is None
     if built_in_default:
         if args.benchmark not in BUILT_IN:

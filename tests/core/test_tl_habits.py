@@ -218,6 +218,20 @@ def test_loss_per_token_and_stop_at_layer(shapes_model, red):
         model(tokens, stop_at_layer=2, return_type="loss")
 
 
+def test_a_left_padded_row_has_the_loss_it_has_alone(shapes_model, red):
+    """A pad position predicts nothing: the first real token of a left-padded row is not a
+    target (as in TransformerLens, which needs both positions unmasked)."""
+    model = shapes_model
+    prompts = [QUESTION, "describe the picture in detail , please , with every shape"]
+    batch = model.prepare([red, red], prompts)
+    assert not batch.attention_mask[0].all()  # row 0 is padded on the left
+    padded = model(inputs=batch, return_type="loss", loss_per_token=True)
+    for row, prompt in enumerate(prompts):
+        alone = model(red, prompt, return_type="loss", loss_per_token=True)
+        torch.testing.assert_close(padded[row].sum(), alone[0].sum(), rtol=1e-4, atol=1e-4)
+        assert (padded[row] != 0).sum() == (alone[0] != 0).sum()
+
+
 def test_other_transformer_lens_keywords_are_refused_by_name(shapes_model, red):
     model = shapes_model
     refusals = [
