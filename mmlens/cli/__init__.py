@@ -1,12 +1,12 @@
 """mmlens from the shell: the HTML report, traces, skip experiments, trajectories, models,
-benchmark scoring, the built-in benchmark, data-set runs, the hallucination link and checkpoint
-conversion. One module per group of commands."""
+benchmark scoring, the built-in benchmark, data-set runs, activation stores, the hallucination
+link and checkpoint conversion. One module per group of commands."""
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from mmlens.cli import benchmark, convert, help, link, run, score, single
+from mmlens.cli import activations, benchmark, convert, help, link, run, score, single
 from mmlens.errors import MMLensError
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_commands(commands)
     score.add_commands(commands)
     run.add_commands(commands)
+    activations.add_commands(commands)
     benchmark.add_commands(commands)
     link.add_commands(commands)
     convert.add_commands(commands)

@@ -14,6 +14,8 @@ Start here:
   mmlens run shapes --out runs/shapes && mmlens link runs/shapes --out link/
                                      the hallucination link over the built-in benchmark
   mmlens score pope|chair|amber ...  score outputs other tools wrote, offline
+  mmlens activations shapes --hooks 'blocks.*.hook_resid_post' --out acts/
+                                     store activations over a benchmark, for probes
 
 Every command has --help. Models are local folders or cached hub ids; nothing is downloaded.
 """

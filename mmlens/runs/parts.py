@@ -1,5 +1,6 @@
 """A run's parts: one folder per written batch (OUT/parts/RRR-NNNNNN: rank, sequence number),
-holding items.parquet, tokens.parquet and part.json (who wrote it, under which run settings).
+holding items.parquet, tokens.parquet and part.json (who wrote it, under which run settings);
+an activation store's parts also hold activations.safetensors, and tokens.parquet is its index.
 
 A part appears whole or not at all: it is written beside its final place as .partial-RRR-... and
 renamed. Names that start with a dot are never read; they are what a killed writer left behind.
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from safetensors.torch import save_file
+from torch import Tensor
 
 PARTIAL_PREFIX = ".partial-"
 RECORD = "part.json"
+TENSORS = "activations.safetensors"
 
 
 def complete_parts(parts: Path) -> list[Path]:
@@ -32,13 +36,20 @@ def write_part_folder(
     items: pd.DataFrame,
     tokens: pd.DataFrame,
     run: dict[str, Any] | None = None,
+    tensors: dict[str, Tensor] | None = None,
+    tensors_file: Path | None = None,
 ) -> Path:
     """Write a new complete part of `rank`, numbered after the rank's last one; `run` (the run's
-    settings) goes into part.json so that duplicates can be told apart later."""
+    settings) goes into part.json so that duplicates can be told apart later. An activation
+    store's part also holds TENSORS (`tensors`, or an existing part's file `tensors_file`)."""
     work = parts / f"{PARTIAL_PREFIX}{rank:03d}-{uuid.uuid4().hex}"
     work.mkdir()
     items.to_parquet(work / "items.parquet", index=False)
     tokens.to_parquet(work / "tokens.parquet", index=False)
+    if tensors is not None:
+        save_file(tensors, str(work / TENSORS))
+    elif tensors_file is not None:
+        shutil.copyfile(tensors_file, work / TENSORS)
     record = {"run": run, "rank": rank, "pid": os.getpid(), "host": socket.gethostname()}
     (work / RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
     _fsync_folder(work)

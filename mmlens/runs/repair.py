@@ -21,6 +21,7 @@ import pandas as pd
 from mmlens.errors import ConfigError
 from mmlens.runs.parts import (
     PARTIAL_PREFIX,
+    TENSORS,
     complete_parts,
     part_record,
     remove_part,
@@ -94,7 +95,9 @@ def repair_duplicates(folder: Path) -> str | None:
             table[~table["id"].isin(items)].reset_index(drop=True),
             kept_tokens.reset_index(drop=True),
             record.get("run"),
-        )  # the trimmed copy is complete before the original goes
+            tensors_file=tensors if (tensors := part / TENSORS).is_file() else None,
+        )  # the trimmed copy is complete before the original goes (tensors whole: the index
+        # rows left point into them)
         remove_part(part)
         trimmed += 1
     n_items = sum(len(items) for items in extra.values())

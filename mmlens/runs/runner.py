@@ -10,12 +10,14 @@ command resumes it.
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
 
 from mmlens.benchmarks.items import BenchmarkItem, ItemSet
 from mmlens.errors import ConfigError, MMLensError
@@ -120,9 +122,11 @@ def _token_frame(trace: Trace, rivals: list[int], truth: dict[int, str]) -> pd.D
     return frame
 
 
-def _trace_batch(
-    model: Any, batch: list[BenchmarkItem], settings: RunSettings
-) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
+Result = tuple[dict[str, Any], pd.DataFrame | None, dict[str, Tensor] | None]
+Work = Callable[[Any, list[BenchmarkItem], Any], list[Result]]
+
+
+def _trace_batch(model: Any, batch: list[BenchmarkItem], settings: RunSettings) -> list[Result]:
     """Trace items in one forward; if one of them is bad, each alone, so that only the bad ones
     fail. Time is shared equally among a batch's items."""
     start, cpu = time.perf_counter(), time.process_time()
@@ -143,7 +147,7 @@ def _trace_batch(
     except MMLensError as error:
         if len(batch) == 1:
             failed = {"output": None, "n_tokens": 0, "status": "failed", "error": str(error)}
-            results: list[tuple[dict[str, Any], pd.DataFrame | None]] = [(failed, None)]
+            results: list[Result] = [(failed, None, None)]
         else:
             return [found for item in batch for found in _trace_batch(model, [item], settings)]
     else:
@@ -151,12 +155,13 @@ def _trace_batch(
             (
                 {"output": t.text, "n_tokens": t.n_steps, "status": "ok", "error": ""},
                 _token_frame(t, rivals, truth),
+                None,
             )
             for t, truth in zip(traces, truths, strict=True)
         ]
     seconds = (time.perf_counter() - start) / len(batch)
     cpu_seconds = (time.process_time() - cpu) / len(batch)
-    for result, _ in results:
+    for result, _, _ in results:
         result.update(seconds=seconds, cpu_seconds=cpu_seconds, batch_size=len(batch))
     return results
 
@@ -172,20 +177,26 @@ def run_items(
     model: Any,
     items: ItemSet | Sequence[BenchmarkItem],
     store: RunStore,
-    settings: RunSettings,
+    settings: Any,
     shard: Shard | None = None,
     progress: bool = True,
+    work: Work | None = None,
 ) -> RunSummary:
     """Trace this shard's items that the store does not hold yet, writing a part every
-    `settings.flush_every` items. Items a reader skipped are written as failed (by rank 0)."""
+    `settings.flush_every` items. Items a reader skipped are written as failed (by rank 0).
+    `work` replaces tracing (e.g. `activations.collect_batch`): per item a result, its rows
+    and tensors, which the part stores (`PartTensors`)."""
     shard = shard or Shard()
-    check_settings(model, settings)
+    if work is None:
+        check_settings(model, settings)
+    work = work or _trace_batch
     start = time.perf_counter()
     done = store.done_ids()
     mine = [(order, item) for order, item in enumerate(items) if shard.owns(order)]
     pending = [(order, item) for order, item in mine if item.id not in done]
     rows: list[dict[str, Any]] = []
     token_frames: list[pd.DataFrame] = []
+    tensors = PartTensors()
     skipped = getattr(items, "skipped", ())
     if shard.rank == 0:
         for index, skip in enumerate(s for s in skipped if s.id not in done):
@@ -207,7 +218,7 @@ def run_items(
             return
         frame = pd.DataFrame(rows).reindex(columns=ITEM_COLUMNS)
         tokens = pd.concat(token_frames, ignore_index=True) if token_frames else pd.DataFrame()
-        store.write_part(frame, tokens)
+        store.write_part(frame, tokens, tensors.take())
         rows.clear()
         token_frames.clear()
 
@@ -216,8 +227,8 @@ def run_items(
     )
     for first in range(0, len(pending), settings.batch_size):
         chunk = pending[first : first + settings.batch_size]
-        results = _trace_batch(model, [item for _, item in chunk], settings)
-        for (order, item), (result, tokens) in zip(chunk, results, strict=True):
+        results = work(model, [item for _, item in chunk], settings)
+        for (order, item), (result, tokens, arrays) in zip(chunk, results, strict=True):
             rows.append(_item_row(item, order, shard, **result))
             if tokens is None:
                 n_failed += 1
@@ -225,6 +236,8 @@ def run_items(
                 n_ok += 1
                 tokens.insert(0, "order", order)
                 tokens.insert(1, "id", item.id)
+                if arrays is not None:
+                    tokens["start"] = tensors.add(tokens["key"].tolist(), arrays)
                 token_frames.append(tokens)
         bar.update(len(chunk))
         if len(rows) >= settings.flush_every:
@@ -235,3 +248,28 @@ def run_items(
     return RunSummary(
         len(mine), len(mine) - len(pending), n_ok, n_failed, unreadable, time.perf_counter() - start
     )
+
+
+class PartTensors:
+    """The tensors of the items waiting for the next part: each key's rows one item after
+    another; `add` says where an item's rows start."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[str, list[Tensor]] = {}
+        self.sizes: dict[str, int] = {}
+
+    def add(self, keys: list[str], arrays: dict[str, Tensor]) -> list[int]:
+        starts = []
+        for key in keys:
+            starts.append(self.sizes.get(key, 0))
+            self.pieces.setdefault(key, []).append(arrays[key])
+            self.sizes[key] = starts[-1] + len(arrays[key])
+        return starts
+
+    def take(self) -> dict[str, Tensor] | None:
+        """Every key's rows as one tensor (None when no item brought any), and start afresh."""
+        if not self.pieces:
+            return None
+        joined = {key: torch.cat(pieces) for key, pieces in self.pieces.items()}
+        self.pieces, self.sizes = {}, {}
+        return joined

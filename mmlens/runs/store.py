@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import Tensor
 
 from mmlens.errors import ConfigError
 from mmlens.runs.locking import LOCK_NAME
@@ -105,9 +106,13 @@ class RunStore:
             done.update(pd.read_parquet(part / "items.parquet", columns=["id"])["id"].tolist())
         return done
 
-    def write_part(self, items: pd.DataFrame, tokens: pd.DataFrame) -> Path:
-        """Write one batch's tables as a new complete part."""
-        return write_part_folder(self.out / "parts", self.rank, items, tokens, self.run)
+    def write_part(
+        self, items: pd.DataFrame, tokens: pd.DataFrame, tensors: dict[str, Tensor] | None = None
+    ) -> Path:
+        """Write one batch's tables (and an activation store's tensors) as a new complete part."""
+        return write_part_folder(
+            self.out / "parts", self.rank, items, tokens, self.run, tensors=tensors
+        )
 
     def read(self, table: str) -> pd.DataFrame:
         """One table ("items" or "tokens") over every complete part."""
