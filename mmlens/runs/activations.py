@@ -14,7 +14,8 @@ Position kinds (per item, for each hook):
 
 A part holds `activations.safetensors` (one tensor per hook and kind: the rows of its items
 one after another) and an index table (one row per item, hook and kind: where its rows start,
-how many, the sequence positions, and the generated token ids).
+how many, the sequence positions, the generated token ids of the rows, and every generated token
+as text, for finding words).
 """
 
 import re
@@ -31,6 +32,7 @@ from mmlens.benchmarks.items import BenchmarkItem
 from mmlens.errors import ConfigError, MMLensError
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs, image_regions
+from mmlens.token_text import token_texts
 
 SIMPLE_KINDS = ("image", "image_mean", "last", "generated")
 VISION_PREFIXES = ("vision_encoder.", "vision_projector.", "hook_vision_out", "hook_image_embeds")
@@ -257,6 +259,7 @@ def collect_batch(
     results: list[Result] = []
     for row in range(len(batch)):
         new = ids[row] if settings.max_new_tokens else []
+        said = token_texts(model.tokenizer, new)
         tensors: dict[str, Tensor] = {}
         index = []
         for (name, kind), values in capture.rows[row].items():
@@ -273,6 +276,7 @@ def collect_batch(
                     "shape": list(stacked.shape[1:]),
                     "positions": [] if is_vision_hook(name) else positions,
                     "token_ids": new[: len(stacked)] if kind == "generated" else [],
+                    "generated_tokens": said,  # every new token as text, the last one too
                 }
             )
         text = model.tokenizer.decode(new, skip_special_tokens=True) if new else ""

@@ -76,3 +76,11 @@ def test_run_throughput_contenders_run(monkeypatch, tmp_path):
         result = run_throughput.run_contender(name, checkpoint, 3, 2, "cpu", "float32")
         assert result["name"] == name and result["seconds"] > 0 and result["items"] == 3
         assert 3 <= result["tokens"] <= 6  # 3 items x 2 steps, fewer if one ends early
+
+
+def test_activation_memory_measures_a_small_collection(monkeypatch, tmp_path):
+    activation_memory = _import("activation_memory", monkeypatch)
+    row = activation_memory.child(4, str(tmp_path))
+    assert row["items"] == 4 and row["store_mib"] > 0
+    assert row["peak_after_read_mib"] >= row["peak_after_collect_mib"] >= row["peak_after_load_mib"]
+    assert row["anon_after_read_mib"] > 0 and row["file_after_read_mib"] > 0
