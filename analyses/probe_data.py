@@ -87,7 +87,9 @@ def object_presence_task(
     store: ActivationStore, object_name: str, kind: str, hooks: Sequence[str] | None = None
 ) -> ProbeTask:
     """'Is `object_name` in the image?' over every item whose image says (its caption truth,
-    known-absent list or a yes-no question about it), from the residual stream at `kind`."""
+    known-absent list or a yes-no question about it), from the residual stream at `kind`. A
+    benchmark whose truth lists attributes beside objects (the priors benchmark's colours) gives
+    'is it red?' the same way."""
     features, layers, ids = residual_features(store, kind, hooks)
     labels = object_labels(store.items)
     labels = labels[labels.object == object_name.lower()].set_index("id")

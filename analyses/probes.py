@@ -123,6 +123,19 @@ def _control_labels(labels: np.ndarray, group: np.ndarray, folds: Folds, seed: i
     return shuffled
 
 
+def _mean_interval(intervals: list[Interval]) -> Interval:
+    """The mean of several controls' estimates and bounds (one shuffle alone swings widely: with
+    few positives a null probe's AUROC spreads by +-0.2 between shuffles)."""
+    first = intervals[0]
+    return Interval(
+        float(np.mean([i.estimate for i in intervals])),
+        float(np.mean([i.low for i in intervals])),
+        float(np.mean([i.high for i in intervals])),
+        first.confidence,
+        (),
+    )
+
+
 def _scores(
     probs: np.ndarray, y: np.ndarray, group: np.ndarray, n_boot: int, confidence: float, seed: int
 ) -> dict[str, Interval]:
@@ -147,6 +160,7 @@ def layer_probes(
     inner_folds: int = 3,
     Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
     control: str | None = "shuffled",
+    control_repeats: int = 5,
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -159,7 +173,9 @@ def layer_probes(
     The control ("shuffled") reruns the probe, with the same outer folds, on labels shuffled among
     images within each outer test fold (an image takes the labels of an image of the same fold
     and size; see `_control_labels`), so it keeps each fold's class counts and the within-image
-    structure but no feature can predict it; `control=None` leaves the control columns NaN.
+    structure but no feature can predict it; it is averaged over `control_repeats` shuffles
+    (estimate and bounds), since one shuffle swings widely. `control=None` leaves the control
+    columns NaN.
     Intervals resample images, with the same seed for score and control; they hold the fitted
     probes fixed, so they leave out the spread from training (cross-validated scores of a null
     probe vary more than a fixed scorer's), which is what the control is there to show."""
@@ -179,6 +195,8 @@ def layer_probes(
         raise ConfigError(f"{len(layer_numbers)} layer numbers for {x.shape[1]} layers")
     if control not in ("shuffled", None):
         raise ConfigError(f"control={control!r}; choose 'shuffled' or None")
+    if control_repeats < 1:
+        raise ConfigError(f"control_repeats={control_repeats}; need at least 1 shuffle")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence={confidence} must be in (0, 1)")
     if not Cs or min(Cs) <= 0:
@@ -187,18 +205,25 @@ def layer_probes(
     folds = grouped_folds(y, names, n_folds, seed)
     y = _binary(y)
     group = np.unique(names, return_inverse=True)[1].astype(np.int64)
-    shuffled = _control_labels(y, group, folds, seed) if control else None
+    shuffles = (
+        [_control_labels(y, group, folds, seed + repeat) for repeat in range(control_repeats)]
+        if control
+        else []
+    )
     nan = float("nan")
     rows = []
     for index, layer in enumerate(layer_numbers):
         probs, chosen = _out_of_fold(x[:, index], y, names, folds, inner_folds, cs, seed)
         found = _scores(probs, y, group, n_boot, confidence, seed)
         baseline = dict.fromkeys(METRICS, Interval(nan, nan, nan, confidence, ()))
-        if shuffled is not None:
-            control_probs, _ = _out_of_fold(
-                x[:, index], shuffled, names, folds, inner_folds, cs, seed
-            )
-            baseline = _scores(control_probs, shuffled, group, n_boot, confidence, seed)
+        if shuffles:
+            repeats = []
+            for shuffled in shuffles:
+                control_probs, _ = _out_of_fold(
+                    x[:, index], shuffled, names, folds, inner_folds, cs, seed
+                )
+                repeats.append(_scores(control_probs, shuffled, group, n_boot, confidence, seed))
+            baseline = {metric: _mean_interval([r[metric] for r in repeats]) for metric in METRICS}
         for metric in METRICS:
             score, ctrl = found[metric], baseline[metric]
             rows.append(
