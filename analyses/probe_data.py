@@ -21,6 +21,7 @@ from mmlens.analyses.judges import Judge, VocabularyJudge
 from mmlens.benchmarks.labels import object_labels
 from mmlens.errors import ConfigError
 from mmlens.runs.activation_store import ActivationStore
+from mmlens.runs.activations import hook_layer
 from mmlens.words import word_spans
 
 RESIDUAL = re.compile(r"blocks\.(\d+)\.(hook_resid_pre|hook_in|hook_resid_post|hook_out)")
@@ -29,11 +30,9 @@ RESIDUAL = re.compile(r"blocks\.(\d+)\.(hook_resid_pre|hook_in|hook_resid_post|h
 def residual_layer(hook: str) -> int:
     """The layer a residual hook holds, numbered as HF `hidden_states` (0 = embeddings):
     `blocks.b.hook_resid_pre` is layer b, `blocks.b.hook_resid_post` layer b + 1."""
-    found = RESIDUAL.fullmatch(hook)
-    if not found:
+    if not RESIDUAL.fullmatch(hook):
         raise ConfigError(f"{hook!r} is not a residual-stream hook (blocks.b.hook_resid_post...).")
-    block = int(found[1])
-    return block if found[2] in ("hook_resid_pre", "hook_in") else block + 1
+    return hook_layer(hook)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ Position kinds (per item, for each hook):
                   which no forward processes), in order
 
 A part holds `activations.safetensors` (one tensor per hook and kind: the rows of its items
-one after another) and an index table (one row per item, hook and kind: where its rows start,
-how many, the sequence positions, the generated token ids of the rows, and every generated token
-as text, for finding words).
+one after another) and an index table (one row per item, hook and kind: its layer, where its
+rows start, how many, the sequence positions, the generated token ids of the rows, and every
+generated token as text, for finding words).
 """
 
 import re
@@ -50,6 +50,18 @@ def check_kind(kind: str) -> str:
     raise ConfigError(
         f"position kind {kind!r}; use {', '.join(SIMPLE_KINDS)} or regions:N (N x N regions)."
     )
+
+
+def hook_layer(name: str) -> int:
+    """The number in a hook's name, as a layer: for the residual stream HF `hidden_states`
+    numbering (`blocks.b.hook_resid_pre` is b, `hook_resid_post` b + 1), for other block and
+    tower-layer hooks the block's index; -1 for hooks outside any block."""
+    found = re.search(r"(?:blocks|encoder_layers)\.(\d+)\.(\S+)", name)
+    if not found:
+        return -1
+    block = int(found[1])
+    after = name.startswith("blocks.") and found[2] in ("hook_resid_post", "hook_out")
+    return block + 1 if after else block
 
 
 def is_vision_hook(name: str) -> bool:
@@ -202,7 +214,10 @@ class _Capture:
             return None
         per_side = int(kinds[0].split(":")[1])
         image = torch.nonzero(self.inputs.image_mask[row]).flatten()
-        found = image_regions(self.inputs, per_side, row)
+        try:
+            found = image_regions(self.inputs, per_side, row)
+        except ConfigError as error:  # a family without a patch grid: a setting, not an item
+            raise StorageError(f"{kinds[0]!r} cannot be placed here: {error}") from None
         return [torch.searchsorted(image, positions) for positions in found.values()]
 
     def positions(self, row: int, kind: str, n_generated: int) -> list[int]:
@@ -270,6 +285,7 @@ def collect_batch(
             index.append(
                 {
                     "hook": name,
+                    "layer": hook_layer(name),
                     "kind": kind,
                     "key": key,
                     "count": len(stacked),

@@ -4,10 +4,13 @@ alone (image tokens, their mean, the last prompt position, generated tokens)."""
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from mmlens.benchmarks.items import BenchmarkItem
+from mmlens.errors import ConfigError
+from mmlens.inputs import image_regions
 from mmlens.runs.activation_store import ActivationStore, collect_activations
 from mmlens.runs.activations import ActivationSettings
 
@@ -62,3 +65,22 @@ def test_a_store_equals_run_with_cache_on_every_family(case, image, tmp_path):
             )
         _, table = store.vectors(HOOK, "generated")
         assert table[table.order == order].token_id.tolist() == new[:-1]
+
+
+def test_regions_where_the_family_has_a_patch_grid(case, image, tmp_path):
+    """Regions are pooled where image tokens form a grid; LLaVA-NeXT's tiles form none, which
+    stops the collection with one clear error (not every item recorded as failed)."""
+    path = tmp_path / "image.png"
+    image.save(path)
+    items = [BenchmarkItem("test", 0, path, "What is in the picture?", "generative", "c", ())]
+    settings = ActivationSettings((HOOK,), ("regions:2",))
+    inputs = case.model.prepare(image, "What is in the picture?")
+    if not inputs.patch_grids or inputs.patch_grids[0] is None:
+        with pytest.raises(ConfigError, match="'regions:2' cannot be placed here"):
+            collect_activations(case.model, items, tmp_path / "s", settings, progress=False)
+        return
+    collect_activations(case.model, items, tmp_path / "s", settings, progress=False)
+    vectors, _ = ActivationStore(tmp_path / "s").vectors(HOOK, "regions:2")
+    _, cache = case.model.run_with_cache(inputs=inputs, names_filter=HOOK)
+    expected = [cache[HOOK][0, p].mean(0) for p in image_regions(inputs, 2).values()]
+    np.testing.assert_allclose(vectors, torch.stack(expected).numpy(), atol=1e-4, rtol=1e-4)

@@ -104,6 +104,7 @@ def test_the_index_and_a_dataset_that_streams(model, bench, tmp_path):
     index = pd.read_parquet(tmp_path / "a" / "index.parquet")
     assert set(index.columns) >= {"id", "order", "hook", "kind", "count", "shape", "start", "part"}
     assert index.part.nunique() == 4  # one part per item (flush_every=1), read across parts
+    assert set(index.layer) == {2}  # blocks.1.hook_resid_post: layer 2, as hidden_states
     vectors, table = store.vectors("blocks.1.hook_resid_post", "image")
     dataset = store.dataset("blocks.1.hook_resid_post", "image")
     assert len(dataset) == len(vectors) == len(table)
