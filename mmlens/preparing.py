@@ -291,7 +291,9 @@ class InputPreparation:
             inputs = inputs.to(self.device, self.dtype)
         if inputs is None:
             if prompt is None:
-                raise PromptError("Pass a prompt (and usually an image), or prepared `inputs`.")
+                raise PromptError(
+                    "prompt=None: pass a prompt (and usually an image), or prepared `inputs`."
+                )
             inputs = self.prepare(image, prompt, prepend_bos=prepend_bos)
             check_left_padding(padding_side, inputs)
         self._check_context(inputs, max_new_tokens)

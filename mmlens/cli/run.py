@@ -169,8 +169,10 @@ def _tidy(out: Path) -> None:
 def _command(args: argparse.Namespace) -> str:
     """The command, short, as the lock file shows it to a run that is refused."""
     words = ["mmlens", "run", args.benchmark, "--data", str(args.data), "--out", args.out]
-    if args.model:
-        words += ["--model", str(args.model)]
+    for option in ("model", "limit", "max_new_tokens", "skip_layers", "skips", "batch_size"):
+        value = getattr(args, option, None)
+        if value is not None and value != []:
+            words += [f"--{option.replace('_', '-')}", str(value)]
     return shlex.join(str(word) for word in words)
 
 

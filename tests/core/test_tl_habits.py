@@ -99,7 +99,7 @@ def test_a_lone_image_path_is_not_taken_for_a_prompt(shapes_model, red, tmp_path
         model.generate(str(path))
     with pytest.raises(PromptError, match="a string alone is a prompt"):
         model.run_with_cache([QUESTION, str(path)])
-    with pytest.raises(PromptError, match="Pass a prompt"):
+    with pytest.raises(PromptError, match="prompt=None: pass a prompt"):
         model(path)  # a Path is always an image
     # with a prompt, or as image=, the path is the image
     torch.testing.assert_close(model(str(path), QUESTION), model(QUESTION, image=str(path)))

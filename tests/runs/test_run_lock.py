@@ -156,6 +156,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(bench, clean, 
     assert len(errors) == 1, second.stderr
     assert f"another run: pid {first.pid} on {socket.gethostname()}" in errors[0]
     assert "running `mmlens run shapes --data" in errors[0] and f"(kill {first.pid})" in errors[0]
+    assert f"--limit {N_ITEMS}" in errors[0]  # the holder's command as it was given
     assert "Loading weights" not in second.stderr  # refused before the model loads
     print(f"the second run was refused in {took:.1f} s")
     _assert_equals_clean(out, clean, bench)
