@@ -7,7 +7,6 @@ give the same tensors (see `mmlens.fast_path`). Any other hook name, keyword or 
 keeps the call on the bridge, which stays the path for everything TransformerLens-shaped.
 """
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +14,10 @@ from torch import Tensor
 from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map
 
 from mmlens.cache import LVLMActivationCache
-from mmlens.fast_path import recording, runner, use_fast_path
+from mmlens.fast_path import RESIDUAL, recording, runner, use_fast_path
 from mmlens.inputs import ModelInputs
 from mmlens.tl_surface import forward_output
 
-RESIDUAL = re.compile(r"blocks\.\d+\.(hook_in|hook_resid_pre|hook_out|hook_resid_post)")
 FAST_KEYWORDS = frozenset({"names_filter", "device", "remove_batch_dim", "return_cache_object"})
 
 
@@ -64,9 +62,7 @@ def run_fast_cache(
 
         return keep
 
-    canonical = [(name, name.replace("hook_in", "hook_resid_pre")) for name in names]
-    canonical = [(name, point.replace("hook_out", "hook_resid_post")) for name, point in canonical]
-    hooks = [(point, store(name)) for name, point in canonical]
+    hooks = [(name, store(name)) for name in names]
     with runner(model, True), recording(model, True, model._all_layers, hooks):
         logits = model.adapter.hf_model(**inputs.model_kwargs(), use_cache=False).logits
     return logits, cache  # in the order the hooks ran, as the bridge's cache is

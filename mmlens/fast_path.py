@@ -9,6 +9,7 @@ recorder reads the residual stream with forward hooks on the decoder layers inst
 points. Tested equal to the bridge path to float rounding for every family.
 """
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,13 +104,19 @@ def plain_modules(hf_model: nn.Module, swaps: tuple[_Swap, ...] = ()) -> Iterato
             setattr(swap.parent, swap.name, swap.component)
 
 
+RESIDUAL = re.compile(r"blocks\.\d+\.(hook_in|hook_resid_pre|hook_out|hook_resid_post)")
+ALIASES = {"hook_in": "hook_resid_pre", "hook_out": "hook_resid_post"}
+
+
 def residual_hooks(layers: nn.ModuleList, hooks: list[Hook]) -> list[RemovableHandle]:
     """Register residual-stream hooks named as TransformerLens names them
-    (`blocks.{b}.hook_resid_pre` / `hook_resid_post`) as PyTorch hooks on decoder layer b:
-    its input and its output. Each function is called as `function(activation, None)`."""
+    (`blocks.{b}.hook_resid_pre` / `hook_resid_post`, or their aliases `hook_in` / `hook_out`)
+    as PyTorch hooks on decoder layer b: its input and its output. Each function is called as
+    `function(activation, None)`."""
     handles = []
     for name, function in hooks:
         _, block, point = name.split(".")
+        point = ALIASES.get(point, point)
         layer = layers[int(block)]
         if point == "hook_resid_pre":
 

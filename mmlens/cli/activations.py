@@ -13,11 +13,10 @@ Read it back with `mmlens.runs.activation_store.ActivationStore(DIR)`.
 import argparse
 import fnmatch
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from mmlens.cli.options import add_model_options, load_model
-from mmlens.cli.run import BUILT_IN, DATA_HELP, _items, _open_store, _tidy, _write_built_in
+from mmlens.cli.run import BUILT_IN, _items, _open_store, benchmark_source
 from mmlens.errors import ConfigError
 
 
@@ -38,7 +37,6 @@ def _activations(args: argparse.Namespace) -> int:
     from mmlens.runs.activation_store import merge_index
     from mmlens.runs.activations import ActivationSettings, check_hooks, collect_batch
     from mmlens.runs.locking import hold_run_folder
-    from mmlens.runs.repair import BENCHMARK_FOLDER
     from mmlens.runs.runner import run_items
     from mmlens.runs.store import RunStore
     from mmlens.runs.threads import run_threads, torch_threads
@@ -57,29 +55,9 @@ def _activations(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     shard = Shard.from_env()
-    built_in_default = args.data is None
-    if built_in_default:
-        if args.benchmark not in BUILT_IN:
-            raise ConfigError(
-                f"mmlens activations {args.benchmark} needs --data ({DATA_HELP[args.benchmark]})."
-            )
-        args.data = str(Path(args.out) / BENCHMARK_FOLDER)
-    items = None if built_in_default else _items(args)
-    identity = {
-        "kind": "activations",
-        "benchmark": args.benchmark,
-        "data": str(Path(args.data).resolve()),
-        "images": str(Path(args.images).resolve()) if args.images else None,
-        "model": args.model,
-        "dtype": args.dtype,
-        **settings.identity(),
-    }
+    items, identity, prepare = benchmark_source(args, shard, "activations")
+    identity = {"kind": "activations", **identity, **settings.identity()}
     RunStore.check(args.out, identity)
-
-    def prepare(out: Path) -> None:
-        _tidy(out)
-        if built_in_default and not Path(args.data).is_dir():
-            _write_built_in(args.benchmark, Path(args.data))
 
     command = f"mmlens activations {args.benchmark} --out {args.out}"
     with hold_run_folder(args.out, shard, command, prepare=prepare):

@@ -16,6 +16,7 @@ what stopped runs left there (see `mmlens.runs.locking` and `mmlens.runs.repair`
 import argparse
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,46 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(str(word) for word in words)
 
 
+def benchmark_source(
+    args: argparse.Namespace, shard: Any, command: str
+) -> tuple[Any, dict[str, Any], Callable[[Path], None]]:
+    """What `mmlens run` and `mmlens activations` read, checked before anything is written:
+    the items (None for a built-in benchmark that is written into OUT/benchmark once the folder
+    is held), the run's identity, and what the folder's holder does first (`prepare`)."""
+    from mmlens.runs.repair import BENCHMARK_FOLDER
+
+    if args.device_map and shard.world > 1:
+        raise ConfigError(
+            f"--device-map with {shard.world} processes: each would spread its own copy over "
+            "every device. Use --device-map in one process, or torchrun with --device cuda."
+        )
+    built_in_default = args.data is None
+    if built_in_default:
+        if args.benchmark not in BUILT_IN:
+            raise ConfigError(
+                f"mmlens {command} {args.benchmark} needs --data ({DATA_HELP[args.benchmark]})."
+            )
+        args.data = str(Path(args.out) / BENCHMARK_FOLDER)
+    items = None if built_in_default else _items(args)  # a bad --data fails before any writing
+    identity = {
+        "benchmark": args.benchmark,
+        "data": str(Path(args.data).resolve()),
+        "images": str(Path(args.images).resolve()) if args.images else None,
+        "model": args.model,
+        "dtype": args.dtype,
+    }
+
+    def prepare(out: Path) -> None:
+        _tidy(out)
+        if built_in_default and not Path(args.data).is_dir():
+            _write_built_in(args.benchmark, Path(args.data))
+
+    return items, identity, prepare
+
+
 def _run(args: argparse.Namespace) -> int:
     from mmlens.runs import RunSettings, RunStore, Shard
     from mmlens.runs.locking import hold_run_folder
-    from mmlens.runs.repair import BENCHMARK_FOLDER
     from mmlens.runs.threads import run_threads
 
     if args.limit is not None and args.limit < 1:
@@ -207,33 +244,8 @@ def _run(args: argparse.Namespace) -> int:
         visual_attention=args.visual_attention,
     )
     shard = Shard.from_env()
-    if args.device_map and shard.world > 1:
-        raise ConfigError(
-            f"--device-map with {shard.world} processes: each would spread its own copy over "
-            "every device. Use --device-map in one process, or torchrun with --device cuda."
-        )
-    built_in_default = args.data is None
-    if built_in_default:
-        if args.benchmark not in BUILT_IN:
-            raise ConfigError(
-                f"mmlens run {args.benchmark} needs --data ({DATA_HELP[args.benchmark]})."
-            )
-        args.data = str(Path(args.out) / BENCHMARK_FOLDER)
-    items = None if built_in_default else _items(args)  # a bad --data fails before any writing
-    identity = {
-        "benchmark": args.benchmark,
-        "data": str(Path(args.data).resolve()),
-        "images": str(Path(args.images).resolve()) if args.images else None,
-        "model": args.model,
-        "dtype": args.dtype,
-    }
+    items, identity, prepare = benchmark_source(args, shard, "run")
     RunStore.check(args.out, {**identity, **settings.identity()})  # before making the folder
-
-    def prepare(out: Path) -> None:
-        _tidy(out)
-        if built_in_default and not Path(args.data).is_dir():
-            _write_built_in(args.benchmark, Path(args.data))
-
     with hold_run_folder(args.out, shard, _command(args), prepare=prepare):  # before the slow load
         RunStore.check(args.out, {**identity, **settings.identity()})  # (a run before may have)
         _run_locked(args, items or _items(args), identity, settings, extra_sets, shard)

@@ -2,7 +2,8 @@
 
 The same run machinery as `mmlens run` (batches, parts that appear whole, resume, torchrun
 shards; `runner.run_items`) with another job per batch: generate greedily with hooks on the
-chosen TransformerLens names, and keep each hook's activation at the chosen positions only.
+chosen TransformerLens names, and keep each hook's activation at the chosen positions only
+(residual-stream hooks alone run on the fast path, `mmlens.fast_path`; others on the bridge).
 
 Position kinds (per item, for each hook):
     image         every image token ([n_img, ...]; vision hooks: every patch row of the tower)
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from mmlens.benchmarks.items import BenchmarkItem
 from mmlens.errors import ConfigError, MMLensError
+from mmlens.fast_path import RESIDUAL, recording, runner, use_fast_path
 from mmlens.generation import greedy_decode_batch
 from mmlens.inputs import ModelInputs, image_regions
 from mmlens.token_text import token_texts
@@ -255,7 +257,9 @@ def collect_batch(
             [item.image for item in batch], [item.prompt + settings.suffix for item in batch]
         )
         capture = _Capture(inputs, settings)
-        with model.hooks(fwd_hooks=capture.hooks()):
+        fast = use_fast_path(model) and all(RESIDUAL.fullmatch(n) for n in settings.hooks)
+        layers = model._all_layers
+        with runner(model, fast), recording(model, fast, layers, capture.hooks()):
             ids = greedy_decode_batch(
                 model.adapter.hf_model,
                 inputs,

@@ -75,11 +75,12 @@ class RunSummary:
     n_failed: int
     n_unreadable: int  # items the reader could not use (image missing...), recorded as failed
     seconds: float
+    done_as: str = "traced"  # what was done to an item ("collected" for activation stores)
 
     def line(self) -> str:
         """One line for people: what this process did, naming only what happened."""
         done = [f"{self.n_resumed} already done"] if self.n_resumed else []
-        done.append(f"{self.n_ok} traced")
+        done.append(f"{self.n_ok} {self.done_as}")
         if self.n_failed:
             done.append(f"{self.n_failed} failed")
         text = f"{self.n_items} items: {', '.join(done)}, in {self.seconds:.1f} s"
@@ -246,7 +247,13 @@ def run_items(
     flush()
     unreadable = sum(1 for s in skipped if s.id not in done) if shard.rank == 0 else 0
     return RunSummary(
-        len(mine), len(mine) - len(pending), n_ok, n_failed, unreadable, time.perf_counter() - start
+        len(mine),
+        len(mine) - len(pending),
+        n_ok,
+        n_failed,
+        unreadable,
+        time.perf_counter() - start,
+        "traced" if work is _trace_batch else "collected",
     )
 
 

@@ -99,7 +99,8 @@ def test_stored_activations_equal_run_with_cache_on_each_item(model, bench, tmp_
 def test_the_index_and_a_dataset_that_streams(model, bench, tmp_path):
     items = read_shapes(bench).items[:4]
     settings = ActivationSettings(("blocks.1.hook_resid_post",), ("image", "last"), flush_every=1)
-    collect_activations(model, items, tmp_path / "a", settings, progress=False)
+    summary = collect_activations(model, items, tmp_path / "a", settings, progress=False)
+    assert summary.line().startswith("4 items: 4 collected, in")
     store = ActivationStore(tmp_path / "a")
     index = pd.read_parquet(tmp_path / "a" / "index.parquet")
     assert set(index.columns) >= {"id", "order", "hook", "kind", "count", "shape", "start", "part"}
