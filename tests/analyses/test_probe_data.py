@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mmlens
 from mmlens.analyses.hallucination import ObjectVocabulary
 from mmlens.analyses.link import object_mentions
 from mmlens.analyses.probe_data import (
@@ -33,9 +32,9 @@ def captions(tmp_path_factory):
     return [item for item in read_shapes(bench).items if item.task == "generative"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return mmlens.load("mmlens/shapes")
+@pytest.fixture
+def model(shapes_model):
+    return shapes_model
 
 
 def test_residual_layers_are_numbered_as_hidden_states():

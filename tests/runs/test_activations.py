@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-import mmlens
 from mmlens.benchmarks import read_shapes, write_shapes_benchmark
 from mmlens.cli import main
 from mmlens.errors import ConfigError
@@ -31,9 +30,9 @@ def bench(tmp_path_factory):
     return write_shapes_benchmark(tmp_path_factory.mktemp("bench") / "shapes", n_scenes=3)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return mmlens.load("mmlens/shapes")
+@pytest.fixture
+def model(shapes_model):
+    return shapes_model
 
 
 def _close(mine: np.ndarray, theirs: torch.Tensor) -> None:
