@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from mmlens.zoo.heldout import train as heldout_train
 from mmlens.zoo.heldout.data import (
@@ -124,3 +125,30 @@ def test_masked_batches_never_target_a_held_out_colour_word(smollm2):
         supervised = [o.colour for o in scenes[row].objects if o.name not in HELD_OUT]
         assert sorted(said) == sorted(held + supervised)
         assert targeted == supervised
+
+
+@pytest.mark.slow
+def test_training_uses_the_held_out_supervision(smollm2, tmp_path, monkeypatch):
+    monkeypatch.setattr(base, "load_language_model", lambda: smollm2)
+    seen: dict[str, list] = {"labels": [], "batches": []}
+
+    def labels(scenes):
+        seen["labels"].append(len(scenes))
+        return heldout_train.mask_colour_targets(base.label_targets(scenes), scenes, base.SLOTS)
+
+    def batch(processor, examples, scenes, images):
+        seen["batches"].append([e.kind for e in examples])
+        return real_batch(processor, examples, scenes, images)
+
+    real_batch = heldout_train.masked_batch
+    monkeypatch.setattr(heldout_train, "slot_labels", labels)
+    monkeypatch.setattr(heldout_train, "masked_batch", batch)
+    settings = heldout_train.Settings(
+        vision_steps=2, vision_batch=4, steps=3, batch_size=2, masked_colours=True
+    )
+    out = heldout_train.train(settings, tmp_path / "work", tmp_path / "t.safetensors", "cpu", 1)
+    assert seen["labels"] == [4, 4] and len(seen["batches"]) == 3
+    with safe_open(str(out), "pt") as weights:
+        metadata = weights.metadata()
+    assert metadata["colour_supervised_on"] == "carrot,ball,cup"
+    assert "'masked_colours': True" in metadata["settings"]

@@ -12,13 +12,13 @@ CPU cores at one thread. Only the trained parts are written (`--out`).
 
 import argparse
 import random
-import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-from transformers import LlavaForConditionalGeneration, LlavaProcessor
+from torch import Tensor
+from transformers import LlavaProcessor
 
 from mmlens.zoo.heldout.data import (
     SUPERVISED,
@@ -27,11 +27,8 @@ from mmlens.zoo.heldout.data import (
     masked_caption_pieces,
 )
 from mmlens.zoo.priors import train as base
-from mmlens.zoo.priors.build import SPEC, build_model, build_processor, save_trained
-from mmlens.zoo.priors.language_model import load_language_model
-from mmlens.zoo.priors.scenes import COLOURS, Scene
+from mmlens.zoo.priors.scenes import Scene
 from mmlens.zoo.priors.text import Example
-from mmlens.zoo.schedule import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -44,40 +41,9 @@ class Settings(base.Settings):
     masked_colours: bool = False
 
 
-def pretrain_vision(
-    model: LlavaForConditionalGeneration,
-    processor: LlavaProcessor,
-    settings: Settings,
-    work: Path,
-    device: str,
-) -> None:
-    """Stage 1 of `priors.train`, with held-out objects' colour labels masked (-100)."""
-    names, slots = base.NAMES, base.SLOTS
-    n_out = len(slots) * (len(names) + 1 + len(COLOURS) + 1)
-    probe = nn.Linear(SPEC.n_image_tokens * SPEC.d_vision, n_out).to(device)
-    tower = model.model.vision_tower
-    params = [*tower.parameters(), *probe.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=settings.vision_lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(settings.vision_steps))
-
-    def step_fn(step: int) -> float:
-        rng = random.Random(f"{settings.seed}-vision-{step}")
-        scenes, images = base._scenes(rng, settings.vision_batch)
-        pixels = base.pixel_values(processor, images)
-        targets = mask_colour_targets(base.label_targets(scenes), scenes, slots).to(device)
-        with torch.enable_grad():
-            features = base.patch_features(model, pixels.to(device)).flatten(1)
-            out = probe(features).view(len(scenes), len(slots), -1)
-            objects, colours = out.split([len(names) + 1, len(COLOURS) + 1], dim=-1)
-            loss = nn.functional.cross_entropy(
-                objects.flatten(0, 1), targets[..., 0].flatten()
-            ) + nn.functional.cross_entropy(colours.flatten(0, 1), targets[..., 1].flatten())
-        return base._update(loss, optimizer, scheduler, params)
-
-    modules = {"tower": tower, "probe": probe, "optimizer": optimizer, "scheduler": scheduler}
-    base._run_stage(
-        "vision", settings.vision_steps, settings.checkpoint_every, modules, work, step_fn
-    )
+def slot_labels(scenes: list[Scene]) -> Tensor:
+    """Stage-1 labels of `priors.train`, with held-out objects' colour labels masked (-100)."""
+    return mask_colour_targets(base.label_targets(scenes), scenes, base.SLOTS)
 
 
 def masked_batch(
@@ -112,75 +78,33 @@ def masked_batch(
     }
 
 
-def align(
-    model: LlavaForConditionalGeneration,
+def heldout_batch(
     processor: LlavaProcessor,
-    settings: Settings,
-    work: Path,
-    device: str,
-) -> list[float]:
-    """Stage 2 of `priors.train`, with `data.heldout_example` in place of `text.random_example`."""
-    tower, projector = model.model.vision_tower, model.model.multi_modal_projector
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": tower.parameters(), "lr": settings.tower_lr},
-            {"params": projector.parameters(), "lr": settings.lr},
-        ],
-        weight_decay=0.01,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(settings.steps))
-    trainable = [*tower.parameters(), *projector.parameters()]
-
-    def step_fn(step: int) -> float:
-        rng = random.Random(f"{settings.seed}-align-{step}")
-        scenes, images = base._scenes(rng, settings.batch_size)
-        examples = [heldout_example(scene, rng) for scene in scenes]
-        if settings.masked_colours:
-            batch = masked_batch(processor, examples, scenes, images)
-        else:
-            batch = base.example_batch(processor, examples, images)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.enable_grad():
-            loss = base.answer_loss(model, batch)
-        return base._update(loss, optimizer, scheduler, trainable)
-
-    modules = {
-        "tower": tower,
-        "projector": projector,
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-    }
-    return base._run_stage(
-        "align", settings.steps, settings.checkpoint_every, modules, work, step_fn
-    )
+    scenes: list[Scene],
+    images: list,
+    rng: random.Random,
+    masked: bool = False,
+) -> dict[str, Tensor]:
+    """An alignment batch of `data.heldout_example`s (in place of `text.random_example`), with
+    captions from `masked_batch` when `masked`."""
+    examples = [heldout_example(scene, rng) for scene in scenes]
+    if masked:
+        return masked_batch(processor, examples, scenes, images)
+    return base.example_batch(processor, examples, images)
 
 
 def train(settings: Settings, work: Path, out: Path, device: str, threads: int) -> Path:
-    """Both stages (resuming from `work`), then the trained parts to `out`."""
-    torch.set_num_threads(threads)
-    started = time.time()
-    language_model, tokenizer = load_language_model()
-    processor = build_processor(tokenizer)
-    model = build_model(language_model, processor).to(device)
-    del language_model
-    model.model.language_model.requires_grad_(False)
-    model.lm_head.requires_grad_(False)
-    pretrain_vision(model, processor, settings, work, device)
-    losses = align(model, processor, settings, work, device)
-    tail = losses[-100:] or [float("nan")]
-    metadata = {
-        "settings": str(asdict(settings)),
-        "colour_supervised_on": ",".join(SUPERVISED),
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
-        "threads": str(threads),
-        "torch": torch.__version__,
-        "final_loss_last_100_steps": f"{sum(tail) / len(tail):.4f}",
-        "seconds_this_run": f"{time.time() - started:.0f}",
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_trained(model.cpu(), out, metadata)
-    print(f"wrote {out} ({metadata['seconds_this_run']} s this run)", flush=True)
-    return out
+    """`priors.train.train` with the held-out supervision (resuming from `work`)."""
+    return base.train(
+        settings,
+        work,
+        out,
+        device,
+        threads,
+        slot_labels=slot_labels,
+        make_batch=partial(heldout_batch, masked=settings.masked_colours),
+        metadata={"colour_supervised_on": ",".join(SUPERVISED), "threads": str(threads)},
+    )
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ Only the trained parts are written (`--out`, default the package's `trained.safe
 import argparse
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,17 @@ def example_batch(
 def _scenes(rng: random.Random, size: int) -> tuple[list[Scene], list[Image.Image]]:
     scenes = [random_scene(rng, NAMES) for _ in range(size)]
     return scenes, [draw_scene(scene, rng) for scene in scenes]
+
+
+def random_batch(
+    processor: LlavaProcessor, scenes: list[Scene], images: list[Image.Image], rng: random.Random
+) -> dict[str, Tensor]:
+    """One alignment batch: a caption or a question per scene (`text.random_example`)."""
+    return example_batch(processor, [random_example(scene, rng) for scene in scenes], images)
+
+
+#: Alignment batch from a step's scenes, images and generator (`random_batch` by default).
+BatchFn = Callable[[LlavaProcessor, list[Scene], list[Image.Image], random.Random], dict]
 
 
 def label_targets(scenes: list[Scene]) -> Tensor:
@@ -186,8 +198,10 @@ def pretrain_vision(
     settings: Settings,
     work: Path,
     device: str,
+    slot_labels: Callable[[list[Scene]], Tensor] = label_targets,
 ) -> None:
-    """Stage 1: a linear probe on the patch features predicts each slot's object and colour."""
+    """Stage 1: a linear probe on the patch features predicts each slot's object and colour
+    (`slot_labels` gives them; -100 marks a label the loss ignores)."""
     n_patch = SPEC.n_image_tokens
     n_out = len(SLOTS) * (len(NAMES) + 1 + len(COLOURS) + 1)
     probe = nn.Linear(n_patch * SPEC.d_vision, n_out).to(device)
@@ -200,7 +214,7 @@ def pretrain_vision(
         rng = random.Random(f"{settings.seed}-vision-{step}")
         scenes, images = _scenes(rng, settings.vision_batch)
         pixels = pixel_values(processor, images)
-        targets = label_targets(scenes).to(device)
+        targets = slot_labels(scenes).to(device)
         with torch.enable_grad():
             features = patch_features(model, pixels.to(device)).flatten(1)
             out = probe(features).view(len(scenes), len(SLOTS), -1)
@@ -220,8 +234,9 @@ def align(
     settings: Settings,
     work: Path,
     device: str,
+    make_batch: BatchFn = random_batch,
 ) -> list[float]:
-    """Stage 2: captions and one-word answers through the frozen language model."""
+    """Stage 2: captions and one-word answers (`make_batch`) through the frozen language model."""
     tower, projector = model.model.vision_tower, model.model.multi_modal_projector
     optimizer = torch.optim.AdamW(
         [
@@ -236,8 +251,7 @@ def align(
     def step_fn(step: int) -> float:
         rng = random.Random(f"{settings.seed}-align-{step}")
         scenes, images = _scenes(rng, settings.batch_size)
-        examples = [random_example(scene, rng) for scene in scenes]
-        batch = {k: v.to(device) for k, v in example_batch(processor, examples, images).items()}
+        batch = {k: v.to(device) for k, v in make_batch(processor, scenes, images, rng).items()}
         with torch.enable_grad():
             loss = answer_loss(model, batch)
         return _update(loss, optimizer, scheduler, trainable)
@@ -251,7 +265,18 @@ def align(
     return _run_stage("align", settings.steps, settings.checkpoint_every, modules, work, step_fn)
 
 
-def train(settings: Settings, work: Path, out: Path, device: str, threads: int) -> Path:
+def train(
+    settings: Settings,
+    work: Path,
+    out: Path,
+    device: str,
+    threads: int,
+    slot_labels: Callable[[list[Scene]], Tensor] = label_targets,
+    make_batch: BatchFn = random_batch,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Both stages (resuming from `work`), then the trained parts to `out`. `slot_labels` and
+    `make_batch` say what the stages supervise; `metadata` is added to the file's."""
     torch.set_num_threads(threads)
     started = time.time()
     language_model, tokenizer = load_language_model()
@@ -260,10 +285,11 @@ def train(settings: Settings, work: Path, out: Path, device: str, threads: int) 
     del language_model
     model.model.language_model.requires_grad_(False)
     model.lm_head.requires_grad_(False)
-    pretrain_vision(model, processor, settings, work, device)
-    losses = align(model, processor, settings, work, device)
+    pretrain_vision(model, processor, settings, work, device, slot_labels)
+    losses = align(model, processor, settings, work, device, make_batch)
     tail = losses[-100:] or [float("nan")]
     metadata = {
+        **(metadata or {}),
         "settings": str(asdict(settings)),
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
