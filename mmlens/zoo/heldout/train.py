@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import torch
 from torch import Tensor
 from transformers import LlavaProcessor
 
@@ -68,14 +67,7 @@ def masked_batch(
         target.append(tokenizer.eos_token_id)
         rows.append(ids + answer)
         labels.append([-100] * len(ids) + target)
-    width = max(len(row) for row in rows)
-    pad = tokenizer.pad_token_id
-    return {
-        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
-        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-        "labels": torch.tensor([r + [-100] * (width - len(r)) for r in labels]),
-        "pixel_values": base.pixel_values(processor, images),
-    }
+    return base.padded_batch(processor, rows, labels, images)
 
 
 def heldout_batch(

@@ -81,8 +81,15 @@ def example_batch(
         answer = [*answer, tokenizer.eos_token_id]
         rows.append(ids + answer)
         labels.append([-100] * len(ids) + answer)
+    return padded_batch(processor, rows, labels, images)
+
+
+def padded_batch(
+    processor: LlavaProcessor, rows: list[list[int]], labels: list[list[int]], images: list
+) -> dict[str, Tensor]:
+    """Token rows and their labels right-padded to one width, with the images' pixels."""
     width = max(len(row) for row in rows)
-    pad = tokenizer.pad_token_id
+    pad = processor.tokenizer.pad_token_id
     return {
         "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
         "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
