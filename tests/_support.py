@@ -1,6 +1,8 @@
 """Helpers shared by test modules (tests/ is on pytest's pythonpath; the package is not)."""
 
 import copy
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,17 @@ def planted_token_rows(order, step, token, spike=None, prob=0.8, truth=np.nan, a
             "truth_logprob": np.log(truths),
         }
     )
+
+
+def n_parts(out: Path) -> int:
+    """How many parts a run or activation store in `out` has written so far."""
+    return len(list((out / "parts").glob("0*"))) if (out / "parts").is_dir() else 0
+
+
+def wait_for_parts(out: Path, n: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until `process` has written `n` parts to `out`; fail if it ends or times out first."""
+    deadline = time.time() + timeout
+    while n_parts(out) < n:
+        assert process.poll() is None, "the run ended before it was caught part-way"
+        assert time.time() < deadline, "the run wrote no part in time"
+        time.sleep(0.05)

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _support import n_parts, wait_for_parts
 
 from mmlens.benchmarks import read_shapes, write_shapes_benchmark
 from mmlens.cli import main
@@ -173,12 +173,10 @@ def test_sigkill_then_the_same_command_resumes(bench, tmp_path):
     process = subprocess.Popen(
         _cli(bench, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "parts").glob("0*"))) < 3:
-        time.sleep(0.1)
+    wait_for_parts(out, 3, process, timeout=240)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    written = len(list((out / "parts").glob("0*")))
+    written = n_parts(out)
     n_items = len(read_shapes(bench).items)
     assert 3 <= written < n_items, "the collection should be killed part-way"
     assert not (out / "index.parquet").exists()

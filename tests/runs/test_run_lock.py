@@ -13,6 +13,7 @@ import time
 
 import pandas as pd
 import pytest
+from _support import n_parts, wait_for_parts
 
 from mmlens.benchmarks import read_shapes, write_shapes_benchmark
 from mmlens.cli import main
@@ -44,18 +45,6 @@ def clean(bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean") / "run"
     subprocess.run(_cli(bench, out), check=True, capture_output=True, timeout=600, env=ENV)
     return out
-
-
-def _n_parts(out):
-    return len(list((out / "parts").glob("0*"))) if (out / "parts").is_dir() else 0
-
-
-def _wait_for_parts(out, n, process):
-    deadline = time.time() + 300
-    while _n_parts(out) < n:
-        assert process.poll() is None, "the run ended before it was caught part-way"
-        assert time.time() < deadline, "the run wrote no part in time"
-        time.sleep(0.05)
 
 
 def _wait_for_holder(out, process):
@@ -140,13 +129,13 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(bench, clean, 
     try:
         assert _wait_for_holder(out, first) == first.pid
         os.kill(first.pid, signal.SIGSTOP)
-        written = _n_parts(out)
+        written = n_parts(out)
         started = time.monotonic()
         second = subprocess.run(
             _cli(bench, out), capture_output=True, text=True, timeout=300, env=ENV
         )
         took = time.monotonic() - started
-        assert _n_parts(out) == written  # the second wrote nothing
+        assert n_parts(out) == written  # the second wrote nothing
     finally:
         os.kill(first.pid, signal.SIGCONT)
     _, first_err = first.communicate(timeout=600)
@@ -168,10 +157,10 @@ def test_a_killed_holder_leaves_no_stuck_lock(bench, clean, tmp_path):
     first = subprocess.Popen(
         _cli(bench, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
     )
-    _wait_for_parts(out, 2, first)
+    wait_for_parts(out, 2, first)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    assert 2 <= _n_parts(out) < N_ITEMS // 2, "the run should be killed part-way"
+    assert 2 <= n_parts(out) < N_ITEMS // 2, "the run should be killed part-way"
     assert read_holder(out)["pid"] == first.pid  # its record stays; the kernel dropped its lock
     half = out / "parts" / ".partial-000-killed"  # as a kill during a write leaves
     half.mkdir(exist_ok=True)

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from _support import n_parts, wait_for_parts
 
 import mmlens
 from mmlens.benchmarks import read_shapes, write_shapes_benchmark
@@ -168,12 +168,10 @@ def test_sigkill_then_the_same_command_resumes(bench, tmp_path):
     out = tmp_path / "run"
     command = _cli(bench, out, "--limit", "24", "--flush-every", "2")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "parts").glob("0*"))) < 2:
-        time.sleep(0.2)
+    wait_for_parts(out, 2, process, timeout=240)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    written = len(list((out / "parts").glob("0*")))
+    written = n_parts(out)
     assert 2 <= written < 12, "the run should be killed part-way"
     assert not (out / "items.parquet").exists()
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
