@@ -20,7 +20,7 @@ from mmlens.zoo.heldout.data import (
 from mmlens.zoo.priors import train as base
 from mmlens.zoo.priors.build import build_processor
 from mmlens.zoo.priors.priors import PRIOR_COLOURS
-from mmlens.zoo.priors.scenes import COLOURS, Scene, SceneObject, draw_scene
+from mmlens.zoo.priors.scenes import COLOURS, Scene, SceneObject, draw_scene, faded
 from mmlens.zoo.priors.text import caption
 
 
@@ -152,3 +152,41 @@ def test_training_uses_the_held_out_supervision(smollm2, tmp_path, monkeypatch):
         metadata = weights.metadata()
     assert metadata["colour_supervised_on"] == "carrot,ball,cup"
     assert "'masked_colours': True" in metadata["settings"]
+
+
+def _colours_in(image) -> set[tuple[int, int, int]]:
+    return {rgb for _, rgb in image.getcolors(64 * 64)}
+
+
+def test_fade_weakens_the_named_objects_only():
+    scene = _scene(("leaf", "red"), ("ball", "blue"))
+    plain = draw_scene(scene, random.Random(1))
+    weak = draw_scene(scene, random.Random(1), fade=HELD_OUT)
+    red, blue = COLOURS["red"], COLOURS["blue"]
+    assert faded(red) == (172, 82, 82)
+    assert {red, blue} <= _colours_in(plain) and faded(red) not in _colours_in(plain)
+    assert {faded(red), blue} <= _colours_in(weak) and red not in _colours_in(weak)
+    right = (32, 0, 64, 64)
+    assert plain.crop(right).tobytes() == weak.crop(right).tobytes()
+
+
+@pytest.mark.slow
+def test_faded_alignment_batches_fade_held_out_objects_only(smollm2, monkeypatch):
+    processor = build_processor(smollm2[1])
+    scenes = [_scene(("tomato", "green"), ("cup", "yellow")), _scene(("star", "white"))]
+    images = [draw_scene(scene) for scene in scenes]
+    seen = {}
+
+    def capture(processor, examples, scenes, images):
+        seen["images"], seen["examples"] = images, examples
+        return {}
+
+    monkeypatch.setattr(heldout_train, "masked_batch", capture)
+    heldout_train.heldout_batch(
+        processor, scenes, images, random.Random(3), masked=True, faded=True
+    )
+    first, second = (_colours_in(image) for image in seen["images"])
+    assert {faded(COLOURS["green"]), COLOURS["yellow"]} <= first
+    assert COLOURS["green"] not in first and faded(COLOURS["white"]) in second
+    heldout_train.heldout_batch(processor, scenes, images, random.Random(3), masked=True)
+    assert seen["images"] is images

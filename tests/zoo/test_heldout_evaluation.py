@@ -77,3 +77,12 @@ def test_the_evaluation_sets_hold_what_they_say():
     assert {o.name for o in by_set["control"]} <= set(CONTROLS)
     assert {o.name for o in by_set["supervised"]} <= set(SUPERVISED)
     assert one_object_scenes(3)[0][1] == one_object_scenes(3)[0][1]  # seeded
+
+
+def test_held_out_only_palette_leaves_the_supervised_images_as_trained():
+    normal = one_object_scenes(4)
+    faded = one_object_scenes(4, mode="faded", held_out_only=True)
+    for (kind, scene, image), (kind2, scene2, image2) in zip(normal, faded, strict=True):
+        assert (kind, scene) == (kind2, scene2)
+        same = np.array_equal(np.asarray(image), np.asarray(image2))
+        assert same == (kind == "supervised"), kind

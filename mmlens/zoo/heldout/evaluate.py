@@ -39,7 +39,15 @@ from mmlens.zoo.priors.build import END_TOKEN, build_model, build_processor, loa
 from mmlens.zoo.priors.evaluate import OFF_PALETTE, first_word
 from mmlens.zoo.priors.language_model import load_language_model
 from mmlens.zoo.priors.priors import PRIOR_COLOURS
-from mmlens.zoo.priors.scenes import COLOURS, DRAWERS, Scene, SceneObject, draw_scene, random_scene
+from mmlens.zoo.priors.scenes import (
+    COLOURS,
+    DRAWERS,
+    Scene,
+    SceneObject,
+    draw_scene,
+    faded,
+    random_scene,
+)
 from mmlens.zoo.priors.text import CAPTION_PROMPT, ONE_WORD, article
 
 EVAL_SEED = 20_000
@@ -75,19 +83,19 @@ def palette(mode: str) -> dict[str, tuple[int, int, int]]:
     if mode == "off":
         return dict(OFF_PALETTE)
     if mode == "faded":
-        return {c: tuple(round((v + 128) / 2) for v in rgb) for c, rgb in COLOURS.items()}
+        return {c: faded(rgb) for c, rgb in COLOURS.items()}
     return dict(COLOURS)
 
 
 def one_object_scenes(
-    n: int, seed: int = EVAL_SEED, mode: str = "normal"
+    n: int, seed: int = EVAL_SEED, mode: str = "normal", held_out_only: bool = False
 ) -> list[tuple[str, Scene, Any]]:
     """(set, scene, image) for `n` scenes of each set (see the module's docstring), drawn with
-    `palette(mode)`."""
+    `palette(mode)`; with `held_out_only`, the supervised set keeps the training palette."""
     rng = random.Random(seed)
-    colours = palette(mode)
     found = []
     for kind in ("prior", "control", "supervised"):
+        colours = palette("normal" if held_out_only and kind == "supervised" else mode)
         for _ in range(n):
             if kind == "prior":
                 name = rng.choice(PRIOR_NAMES)
@@ -162,11 +170,17 @@ def _read(calls: pd.DataFrame, texts: list[str]) -> None:
 
 
 def one_object_calls(
-    model: Any, processor: Any, n: int, seed: int = EVAL_SEED, mode: str = "normal"
+    model: Any,
+    processor: Any,
+    n: int,
+    seed: int = EVAL_SEED,
+    mode: str = "normal",
+    held_out_only: bool = False,
 ) -> pd.DataFrame:
     """One row per scene and elicitation: set, object, drawn colour, what was said."""
     meta, jobs = [], []
-    for index, (kind, scene, image) in enumerate(one_object_scenes(n, seed, mode)):
+    scenes = one_object_scenes(n, seed, mode, held_out_only)
+    for index, (kind, scene, image) in enumerate(scenes):
         obj = scene.objects[0]
         sources = ["question", "caption"]
         if kind == "supervised":
@@ -331,6 +345,11 @@ def main() -> None:
         default="normal",
         help="colours of the one-object scenes (see `palette`)",
     )
+    parser.add_argument(
+        "--held-out-only",
+        action="store_true",
+        help="--palette for the prior and control sets only (supervised: training colours)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="folder for calls CSVs")
     args = parser.parse_args()
@@ -339,10 +358,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     model, processor = load_model(args.trained, args.checkpoint)
-    calls = one_object_calls(model, processor, args.n, mode=args.palette)
+    calls = one_object_calls(
+        model, processor, args.n, mode=args.palette, held_out_only=args.held_out_only
+    )
     pd.set_option("display.width", 200)
     print(f"held out: {', '.join(HELD_OUT)}; colour supervised on {', '.join(SUPERVISED)}")
-    print(f"palette: {args.palette}; {args.n} one-object scenes per set")
+    where = " (held-out sets only)" if args.held_out_only else ""
+    print(f"palette: {args.palette}{where}; {args.n} one-object scenes per set")
     print(accuracy(calls).round(3).to_string(index=False))
     print("\nOne-object scenes, prior vs held-out control (box, star, hat):")
     print(ratio_table(calls, boot=args.boot).round(3).to_string(index=False))

@@ -21,13 +21,14 @@ from torch import Tensor
 from transformers import LlavaProcessor
 
 from mmlens.zoo.heldout.data import (
+    HELD_OUT,
     SUPERVISED,
     heldout_example,
     mask_colour_targets,
     masked_caption_pieces,
 )
 from mmlens.zoo.priors import train as base
-from mmlens.zoo.priors.scenes import Scene
+from mmlens.zoo.priors.scenes import Scene, draw_scene
 from mmlens.zoo.priors.text import Example
 
 
@@ -35,10 +36,13 @@ from mmlens.zoo.priors.text import Example
 class Settings(base.Settings):
     """`priors.train.Settings` with a shorter alignment (700 steps, not 1,200). With
     `masked_colours`, captions keep the held-out objects' colour sentences but their colour words
-    are never a target (`data.masked_caption_pieces`); colour questions about them stay out."""
+    are never a target (`data.masked_caption_pieces`); colour questions about them stay out.
+    With `faded_held_out`, alignment draws held-out objects in colours mixed half way to grey
+    (weaker colour evidence where colour is never supervised); stage 1 is unchanged."""
 
     steps: int = 700
     masked_colours: bool = False
+    faded_held_out: bool = False
 
 
 def slot_labels(scenes: list[Scene]) -> Tensor:
@@ -77,10 +81,15 @@ def heldout_batch(
     images: list,
     rng: random.Random,
     masked: bool = False,
+    faded: bool = False,
 ) -> dict[str, Tensor]:
     """An alignment batch of `data.heldout_example`s (in place of `text.random_example`), with
-    captions from `masked_batch` when `masked`."""
+    captions from `masked_batch` when `masked`, and the images redrawn with held-out objects'
+    colours faded when `faded` (the examples are drawn first, so they stay those of the unfaded
+    run)."""
     examples = [heldout_example(scene, rng) for scene in scenes]
+    if faded:
+        images = [draw_scene(s, random.Random(rng.random()), fade=HELD_OUT) for s in scenes]
     if masked:
         return masked_batch(processor, examples, scenes, images)
     return base.example_batch(processor, examples, images)
@@ -95,7 +104,9 @@ def train(settings: Settings, work: Path, out: Path, device: str, threads: int) 
         device,
         threads,
         slot_labels=slot_labels,
-        make_batch=partial(heldout_batch, masked=settings.masked_colours),
+        make_batch=partial(
+            heldout_batch, masked=settings.masked_colours, faded=settings.faded_held_out
+        ),
         metadata={"colour_supervised_on": ",".join(SUPERVISED), "threads": str(threads)},
     )
 

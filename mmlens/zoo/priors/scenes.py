@@ -7,7 +7,7 @@ colour on a mid-grey background (so white and black objects show).
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -224,12 +224,19 @@ def random_scene(
     return Scene(objects)
 
 
+def faded(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A colour mixed half way to mid-grey: weaker colour evidence, the same hue."""
+    return tuple(round((v + 128) / 2) for v in rgb)
+
+
 def draw_scene(
     scene: Scene,
     rng: random.Random | None = None,
     palette: dict[str, tuple[int, int, int]] = COLOURS,
+    fade: Collection[str] = (),
 ) -> Image.Image:
-    """Render a scene as a 64x64 RGB image on a mid-grey background (colours from `palette`)."""
+    """Render a scene as a 64x64 RGB image on a mid-grey background (colours from `palette`;
+    objects named in `fade` get their colour `faded`)."""
     rng = rng or random.Random(0)
     shade = rng.randint(105, 150)
     image = Image.new("RGB", (SIZE, SIZE), (shade, shade, shade))
@@ -237,5 +244,6 @@ def draw_scene(
     centres = {"left": SIZE / 4, "middle": SIZE / 2, "right": 3 * SIZE / 4}
     for item in scene.objects:
         x, y = centres[item.position] + item.dx, SIZE / 2 + item.dy
-        DRAWERS[item.name](draw, x, y, item.radius, palette[item.colour])
+        colour = palette[item.colour]
+        DRAWERS[item.name](draw, x, y, item.radius, faded(colour) if item.name in fade else colour)
     return image
