@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmlens.zoo.heldout import evaluate
 from mmlens.zoo.heldout.data import CONTROLS, SUPERVISED
 from mmlens.zoo.heldout.evaluate import accuracy, first_colour, one_object_scenes, ratio_table
 from mmlens.zoo.priors.priors import PRIOR_COLOURS
@@ -86,3 +87,12 @@ def test_held_out_only_palette_leaves_the_supervised_images_as_trained():
         assert (kind, scene) == (kind2, scene2)
         same = np.array_equal(np.asarray(image), np.asarray(image2))
         assert same == (kind == "supervised"), kind
+
+
+def test_held_out_only_without_a_palette_is_one_clear_error(monkeypatch, capsys, tmp_path):
+    argv = ["evaluate", "--trained", str(tmp_path / "t.safetensors"), "--held-out-only"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main()
+    assert stop.value.code == 2
+    assert "--held-out-only changes nothing with --palette normal" in capsys.readouterr().err

@@ -355,6 +355,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.trained is None) == (args.checkpoint is None):
         parser.error("give exactly one of --trained and --checkpoint")
+    if args.held_out_only and args.palette == "normal":
+        parser.error("--held-out-only changes nothing with --palette normal; add --palette faded")
     torch.set_num_threads(args.threads)
     started = time.time()
     model, processor = load_model(args.trained, args.checkpoint)
