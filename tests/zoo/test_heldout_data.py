@@ -99,6 +99,19 @@ def test_stage_one_masks_exactly_the_held_out_colour_labels():
     assert (masked[..., 1] == -100).any() and (masked[..., 1] >= 0).any()
 
 
+def test_object_only_stage_one_masks_every_colour_label_but_empty_slots():
+    scenes = _training_scenes(4)
+    targets = base.label_targets(scenes)
+    masked = heldout_train.object_labels(scenes)
+    assert torch.equal(masked[..., 0], targets[..., 0])
+    for row, scene in enumerate(scenes):
+        filled = {base.SLOTS.index(o.position) for o in scene.objects}
+        for slot in range(len(base.SLOTS)):
+            expected = -100 if slot in filled else int(targets[row, slot, 1])
+            assert int(masked[row, slot, 1]) == expected
+    assert (masked[..., 1] >= 0).any()
+
+
 def test_masked_caption_pieces_spell_the_full_caption():
     scene = _scene(("tomato", "yellow"), ("cup", "blue"))
     pieces = masked_caption_pieces(scene)
@@ -152,6 +165,20 @@ def test_training_uses_the_held_out_supervision(smollm2, tmp_path, monkeypatch):
         metadata = weights.metadata()
     assert metadata["colour_supervised_on"] == "carrot,ball,cup"
     assert "'masked_colours': True" in metadata["settings"]
+
+
+def test_object_only_vision_swaps_the_stage_one_labels(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_train(settings, work, out, device, threads, *, slot_labels, make_batch, metadata):
+        seen.append(slot_labels)
+        return out
+
+    monkeypatch.setattr(base, "train", fake_train)
+    for flag in (True, False):
+        settings = heldout_train.Settings(object_only_vision=flag)
+        heldout_train.train(settings, tmp_path, tmp_path / "t.safetensors", "cpu", 1)
+    assert seen == [heldout_train.object_labels, heldout_train.slot_labels]
 
 
 def _colours_in(image) -> set[tuple[int, int, int]]:

@@ -10,6 +10,7 @@ colour is said when no prior pushes for it.
 """
 
 import random
+from collections.abc import Collection
 
 from torch import Tensor
 
@@ -51,13 +52,19 @@ def heldout_example(scene: Scene, rng: random.Random, caption_share: float = 0.5
     return rng.choice(heldout_questions(scene))
 
 
-def mask_colour_targets(targets: Tensor, scenes: list[Scene], slots: tuple[str, ...]) -> Tensor:
-    """Stage-1 labels ([batch, slot, 2]: object, colour) with the colour of every held-out object
-    set to -100, which cross-entropy ignores. Empty slots keep their 'empty' class."""
+def mask_colour_targets(
+    targets: Tensor,
+    scenes: list[Scene],
+    slots: tuple[str, ...],
+    names: Collection[str] = HELD_OUT,
+) -> Tensor:
+    """Stage-1 labels ([batch, slot, 2]: object, colour) with the colour of every object in `names`
+    (default: the held-out ones) set to -100, which cross-entropy ignores. Empty slots keep their
+    'empty' class, so the colour loss always has a target."""
     targets = targets.clone()
     for row, scene in enumerate(scenes):
         for item in scene.objects:
-            if item.name in HELD_OUT:
+            if item.name in names:
                 targets[row, slots.index(item.position), 1] = -100
     return targets
 

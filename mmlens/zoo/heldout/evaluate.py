@@ -17,15 +17,17 @@ control rate for colour C is how often a held-out control object not drawn in C 
 the pooled control weights each colour's control by how many prior objects have that prior (as
 `priors.evaluate` does). The 95 % intervals of the ratio and the difference come from a bootstrap
 that resamples scenes (here one scene is one object) within each set. The supervised set gives
-one-object accuracy (object, count, colour). `--two N` adds N two-object scenes (any objects)
-read from the one-word colour question and the same comparison.
+one-object accuracy (object, count, colour). Every table is given twice: with the colour read
+from the greedy words, and from a forced choice among the six colour words at the first answer
+position (`decode.forced_colours`), where the model cannot escape to a word that is not a colour.
+`--two N` adds N two-object scenes (any objects) read from the one-word colour question and the
+same comparison.
 """
 
 import argparse
 import random
 import re
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ import pandas as pd
 import torch
 
 from mmlens.zoo.heldout.data import CONTROLS, HELD_OUT, SUPERVISED
+from mmlens.zoo.heldout.decode import greedy
 from mmlens.zoo.priors import train as base
 from mmlens.zoo.priors.build import END_TOKEN, build_model, build_processor, load_trained
 from mmlens.zoo.priors.evaluate import OFF_PALETTE, first_word
@@ -125,48 +128,30 @@ def elicitation_ids(processor: Any, name: str, source: str) -> list[int]:
     return base.prompt_ids(processor, prompt)
 
 
-@torch.no_grad()
-def greedy(
-    model: Any, processor: Any, jobs: list[tuple[list[int], Any]], tokens: int = 6, batch: int = 32
-) -> list[str]:
-    """Greedy continuation of each (ids, image) job; jobs are batched by length, so no padding
-    is needed, and decoded with the key-value cache."""
-    by_length = defaultdict(list)
-    for index, (ids, _) in enumerate(jobs):
-        by_length[len(ids)].append(index)
-    texts = [""] * len(jobs)
-    for indices in by_length.values():
-        for start in range(0, len(indices), batch):
-            part = indices[start : start + batch]
-            ids = torch.tensor([jobs[i][0] for i in part])
-            pixels = base.pixel_values(processor, [jobs[i][1] for i in part])
-            out = model(input_ids=ids, pixel_values=pixels, use_cache=True)
-            new = [out.logits[:, -1].argmax(-1)]
-            for _ in range(tokens - 1):
-                out = model(
-                    input_ids=new[-1][:, None], past_key_values=out.past_key_values, use_cache=True
-                )
-                new.append(out.logits[:, -1].argmax(-1))
-            decoded = processor.tokenizer.batch_decode(torch.stack(new, 1))
-            for i, text in zip(part, decoded, strict=True):
-                texts[i] = text
-    return texts
-
-
 def first_colour(text: str) -> str:
     """The first colour word of `text` ('' if none)."""
     return next((w for w in re.findall(r"[a-z]+", text.lower()) if w in COLOURS), "")
 
 
-def _read(calls: pd.DataFrame, texts: list[str]) -> None:
-    """Add the generated text (cut at the end token), its first word, and `said`: for colour
-    elicitations the first colour word of the continuation (as the issue reads them), otherwise
-    the first word."""
+def _read(calls: pd.DataFrame, texts: list[str], forced: list[str]) -> None:
+    """Add the generated text (cut at the end token), its first word, `said` (for colour
+    elicitations the first colour word of the continuation, as the issue reads them, otherwise the
+    first word) and `forced` (the forced colour choice, `decode.forced_colours`; '' for other
+    elicitations)."""
     texts = [t.split(END_TOKEN)[0] for t in texts]
     calls["generated"] = texts
     calls["first"] = [first_word(t) for t in texts]
     colour = calls["source"].isin(["question", "caption"])
     calls["said"] = np.where(colour, [first_colour(t) for t in texts], calls["first"])
+    calls["forced"] = np.where(colour, forced, "")
+
+
+def forced_choice(calls: pd.DataFrame) -> pd.DataFrame:
+    """`calls` with the forced colour choice as what colour elicitations said."""
+    calls = calls.copy()
+    colour = calls["source"].isin(["question", "caption"])
+    calls.loc[colour, "said"] = calls.loc[colour, "forced"]
+    return calls
 
 
 def one_object_calls(
@@ -188,9 +173,9 @@ def one_object_calls(
         for source in sources:
             meta.append((index, kind, obj.name, obj.colour, source))
             jobs.append((elicitation_ids(processor, obj.name, source), image))
-    texts = greedy(model, processor, jobs)
+    texts, forced = greedy(model, processor, jobs)
     calls = pd.DataFrame(meta, columns=["scene", "set", "object", "drawn", "source"])
-    _read(calls, texts)
+    _read(calls, texts, forced)
     calls["prior"] = calls["object"].map(PRIOR_COLOURS).fillna("")
     return calls
 
@@ -213,9 +198,9 @@ def two_object_calls(model: Any, processor: Any, n: int, seed: int = EVAL_SEED +
             meta.append((index, kind, obj.name, obj.colour, "question"))
             jobs.append((elicitation_ids(processor, obj.name, "question"), image))
         index += 1
-    texts = greedy(model, processor, jobs)
+    texts, forced = greedy(model, processor, jobs)
     calls = pd.DataFrame(meta, columns=["scene", "set", "object", "drawn", "source"])
-    _read(calls, texts)
+    _read(calls, texts, forced)
     calls["prior"] = calls["object"].map(PRIOR_COLOURS).fillna("")
     # only prior objects drawn against their prior count as prior-breaking
     keep = (calls["set"] != "prior") | (calls["drawn"] != calls["prior"])
@@ -372,6 +357,10 @@ def main() -> None:
     print(ratio_table(calls, boot=args.boot).round(3).to_string(index=False))
     print("\nOne-object scenes, prior vs supervised objects as the control (reference):")
     print(ratio_table(calls, "supervised", boot=args.boot).round(3).to_string(index=False))
+    forced = forced_choice(calls)
+    print("\nForced choice among the six colour words (first answer position):")
+    print(accuracy(forced).round(3).to_string(index=False))
+    print(ratio_table(forced, boot=args.boot).round(3).to_string(index=False))
     print("\nWhat is said, per set and source (top words):")
     for (kind, source), group in calls.groupby(["set", "source"]):
         top = group["generated"].str.strip().value_counts().head(8).to_dict()
@@ -384,6 +373,8 @@ def main() -> None:
         print(f"\nTwo-object scenes ({args.two}), colour question:")
         print(accuracy(two).round(3).to_string(index=False))
         print(ratio_table(two, boot=args.boot).round(3).to_string(index=False))
+        print("forced choice:")
+        print(ratio_table(forced_choice(two), boot=args.boot).round(3).to_string(index=False))
         if args.out:
             two.to_csv(args.out / "calls_two.csv", index=False)
     print(f"\n{time.time() - started:.0f} s", flush=True)

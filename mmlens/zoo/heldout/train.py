@@ -38,16 +38,25 @@ class Settings(base.Settings):
     `masked_colours`, captions keep the held-out objects' colour sentences but their colour words
     are never a target (`data.masked_caption_pieces`); colour questions about them stay out.
     With `faded_held_out`, alignment draws held-out objects in colours mixed half way to grey
-    (weaker colour evidence where colour is never supervised); stage 1 is unchanged."""
+    (weaker colour evidence where colour is never supervised); stage 1 is unchanged. With
+    `object_only_vision`, stage 1 learns objects and places only (no colour label of any object),
+    so colour is first learned in alignment, from the supervised objects alone."""
 
     steps: int = 700
     masked_colours: bool = False
     faded_held_out: bool = False
+    object_only_vision: bool = False
 
 
 def slot_labels(scenes: list[Scene]) -> Tensor:
     """Stage-1 labels of `priors.train`, with held-out objects' colour labels masked (-100)."""
     return mask_colour_targets(base.label_targets(scenes), scenes, base.SLOTS)
+
+
+def object_labels(scenes: list[Scene]) -> Tensor:
+    """Stage-1 labels of `priors.train` with every object's colour label masked (-100): a tower
+    that sees colour only as far as telling objects and places apart needs."""
+    return mask_colour_targets(base.label_targets(scenes), scenes, base.SLOTS, names=base.NAMES)
 
 
 def masked_batch(
@@ -103,7 +112,7 @@ def train(settings: Settings, work: Path, out: Path, device: str, threads: int) 
         out,
         device,
         threads,
-        slot_labels=slot_labels,
+        slot_labels=object_labels if settings.object_only_vision else slot_labels,
         make_batch=partial(
             heldout_batch, masked=settings.masked_colours, faded=settings.faded_held_out
         ),
