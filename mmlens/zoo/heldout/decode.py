@@ -15,7 +15,8 @@ from mmlens.zoo.priors.scenes import COLOURS
 
 
 def colour_token_ids(tokenizer: Any) -> list[list[int]]:
-    """Per colour of `COLOURS`, the single tokens that start it: ' red', ' Red', 'red', 'Red'."""
+    """Per colour of `COLOURS`, those of its spellings ' red', ' Red', 'red', 'Red' that are one
+    token each (the first answer token decides the forced choice)."""
     ids = []
     for colour in COLOURS:
         variants = (f" {colour}", f" {colour.capitalize()}", colour, colour.capitalize())
