@@ -45,6 +45,17 @@ def test_ratio_against_an_independent_count():
     assert table.loc["all", "diff_low"] > 0
 
 
+def test_prior_hits_count_per_object_against_its_prior_only():
+    rows = [(i, "prior", "cherry", "blue", "caption", "red" if i < 3 else "blue") for i in range(5)]
+    rows += [(9, "prior", "cherry", "red", "caption", "red")]  # drawn in its prior: not counted
+    rows += [(10, "prior", "leaf", "red", "caption", "")]
+    rows += [(11, "control", "box", "red", "caption", "red")]
+    table = evaluate.prior_hits(_calls(rows)).set_index("object")
+    assert table.loc["cherry", ["hits", "n"]].tolist() == [3, 5]
+    assert table.loc["leaf", ["hits", "n"]].tolist() == [0, 1]
+    assert table.loc["leaf", "prior"] == "green" and "box" not in table.index
+
+
 def test_a_prior_object_drawn_in_its_prior_colour_is_not_an_error():
     rows = [(0, "prior", "cherry", "red", "question", "red")]
     rows += [(1, "prior", "cherry", "blue", "question", "blue")]

@@ -17,7 +17,8 @@ control rate for colour C is how often a held-out control object not drawn in C 
 the pooled control weights each colour's control by how many prior objects have that prior (as
 `priors.evaluate` does). The 95 % intervals of the ratio and the difference come from a bootstrap
 that resamples scenes (here one scene is one object) within each set. The supervised set gives
-one-object accuracy (object, count, colour). Every table is given twice: with the colour read
+one-object accuracy (object, count, colour); `prior_hits` counts the prior's wins per object.
+Every table is given twice: with the colour read
 from the greedy words, and from a forced choice among the six colour words at the first answer
 position (`decode.forced_colours`), where the model cannot escape to a word that is not a colour.
 `--two N` adds N two-object scenes (any objects) read from the one-word colour question and the
@@ -292,6 +293,15 @@ def ratio_table(
     return pd.DataFrame(rows)
 
 
+def prior_hits(calls: pd.DataFrame) -> pd.DataFrame:
+    """Per prior object and source: how many of its scenes drawn against its prior were given the
+    prior colour (`hits`) out of `n`, to see which objects carry a pooled ratio."""
+    rows = calls[(calls["set"] == "prior") & (calls["drawn"] != calls["prior"])]
+    rows = rows.assign(hit=rows["said"] == rows["prior"])
+    table = rows.groupby(["source", "object", "prior"])["hit"].agg(hits="sum", n="count")
+    return table.reset_index().astype({"hits": int})
+
+
 def accuracy(calls: pd.DataFrame) -> pd.DataFrame:
     """Per set and source: how often the answer is right (the drawn colour for `question` and
     `caption`, read as the first colour word, and as the first word; the object's name for
@@ -357,9 +367,11 @@ def main() -> None:
     print(ratio_table(calls, boot=args.boot).round(3).to_string(index=False))
     print("\nOne-object scenes, prior vs supervised objects as the control (reference):")
     print(ratio_table(calls, "supervised", boot=args.boot).round(3).to_string(index=False))
+    print("\nPrior objects given their prior colour, per object:")
+    print(prior_hits(calls).to_string(index=False))
     forced = forced_choice(calls)
     print("\nForced choice among the six colour words (first answer position):")
-    print(accuracy(forced).round(3).to_string(index=False))
+    print(accuracy(forced)[["set", "source", "accuracy", "n"]].round(3).to_string(index=False))
     print(ratio_table(forced, boot=args.boot).round(3).to_string(index=False))
     print("\nWhat is said, per set and source (top words):")
     for (kind, source), group in calls.groupby(["set", "source"]):
