@@ -18,9 +18,9 @@ the pooled control weights each colour's control by how many prior objects have 
 `priors.evaluate` does). The 95 % intervals of the ratio and the difference come from a bootstrap
 that resamples scenes (here one scene is one object) within each set. The supervised set gives
 one-object accuracy (object, count, colour); `prior_hits` counts the prior's wins per object.
-Every table is given twice: with the colour read
-from the greedy words, and from a forced choice among the six colour words at the first answer
-position (`decode.forced_colours`), where the model cannot escape to a word that is not a colour.
+Accuracy and the prior-vs-control table are also given from a forced choice among the six colour
+words at the first answer position (`decode.forced_colours`), where the model cannot escape to a
+word that is not a colour.
 `--two N` adds N two-object scenes (any objects) read from the one-word colour question and the
 same comparison.
 """
@@ -56,6 +56,8 @@ from mmlens.zoo.priors.text import CAPTION_PROMPT, ONE_WORD, article
 
 EVAL_SEED = 20_000
 PRIOR_NAMES = tuple(PRIOR_COLOURS)
+#: The elicitations whose answer is a colour.
+COLOUR_SOURCES = ("question", "caption")
 
 
 def load_model(trained: Path | None = None, checkpoint: Path | None = None) -> tuple[Any, Any]:
@@ -142,7 +144,7 @@ def _read(calls: pd.DataFrame, texts: list[str], forced: list[str]) -> None:
     texts = [t.split(END_TOKEN)[0] for t in texts]
     calls["generated"] = texts
     calls["first"] = [first_word(t) for t in texts]
-    colour = calls["source"].isin(["question", "caption"])
+    colour = calls["source"].isin(COLOUR_SOURCES)
     calls["said"] = np.where(colour, [first_colour(t) for t in texts], calls["first"])
     calls["forced"] = np.where(colour, forced, "")
 
@@ -150,7 +152,7 @@ def _read(calls: pd.DataFrame, texts: list[str], forced: list[str]) -> None:
 def forced_choice(calls: pd.DataFrame) -> pd.DataFrame:
     """`calls` with the forced colour choice as what colour elicitations said."""
     calls = calls.copy()
-    colour = calls["source"].isin(["question", "caption"])
+    colour = calls["source"].isin(COLOUR_SOURCES)
     calls.loc[colour, "said"] = calls.loc[colour, "forced"]
     return calls
 
@@ -168,7 +170,7 @@ def one_object_calls(
     scenes = one_object_scenes(n, seed, mode, held_out_only)
     for index, (kind, scene, image) in enumerate(scenes):
         obj = scene.objects[0]
-        sources = ["question", "caption"]
+        sources = list(COLOUR_SOURCES)
         if kind == "supervised":
             sources += ["object", "count"]
         for source in sources:
